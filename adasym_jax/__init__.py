@@ -1,0 +1,53 @@
+"""adasym_jax: Adaptive Symmetrization of the KL Divergence (Ben-Dov & Chamon) in JAX.
+
+A normalizing flow p_θ and an energy-based model q_ψ trained together by gradient
+descent–ascent on the Lagrangian of a resilient constrained problem.
+"""
+
+from adasym_jax.config import TrainConfig
+from adasym_jax.data import DATASETS, load_dataset
+from adasym_jax.ebm import ResidualEBM
+from adasym_jax.flow import SplineFlow
+from adasym_jax.objective import (
+    constraint_values,
+    dual_gradients,
+    lagrangian,
+    log_zeta_estimate,
+    psi_surrogate,
+    theta_surrogate_pathwise,
+    theta_surrogate_score,
+)
+from adasym_jax.runner import FitResult, NonFiniteError, Trainer, fit, seed_list, shard_seeds
+from adasym_jax.spline import rqs_forward, rqs_inverse
+from adasym_jax.state import TrainState, build_models, init_state
+from adasym_jax.train import Batch, make_train_step
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch",
+    "DATASETS",
+    "FitResult",
+    "NonFiniteError",
+    "ResidualEBM",
+    "SplineFlow",
+    "TrainConfig",
+    "TrainState",
+    "Trainer",
+    "build_models",
+    "constraint_values",
+    "dual_gradients",
+    "fit",
+    "init_state",
+    "lagrangian",
+    "load_dataset",
+    "log_zeta_estimate",
+    "make_train_step",
+    "psi_surrogate",
+    "rqs_forward",
+    "rqs_inverse",
+    "seed_list",
+    "shard_seeds",
+    "theta_surrogate_pathwise",
+    "theta_surrogate_score",
+]

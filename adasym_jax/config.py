@@ -1,0 +1,149 @@
+"""Training configuration: static settings in one frozen dataclass, defaults from Appendix D.1."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Optional, Sequence
+
+METHODS = ("adasym", "nf", "weighted", "wgan")
+REVERSE_GRADS = ("score", "pathwise")
+ZETA_GRADS = ("batch", "importance")
+DUAL_OPTIMIZERS = ("sgd", "adam")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Every static setting of a run. Arrays live in the train state; this stays hashable.
+
+    Model (C.1, D.1): ``num_transforms``, ``num_bins``, ``flow_hidden``, ``bound`` for p_θ;
+    ``ebm_hidden``, ``ebm_blocks``, ``film_layers``, ``temperature`` (B.8) for q_ψ;
+    ``context_dim`` > 0 makes both conditional.
+
+    Objective (B.1–B.8): ``num_zeta_samples`` M for ζ̂ (eq. (12)); ``eps_zeta`` ε_ζ;
+    ``negative_nll`` uses the B.7 relaxation for the two NLL constraints; ``reverse_grad`` is
+    ``"score"`` (eq. (18), the paper) or ``"pathwise"`` (through the sampling path);
+    ``zeta_grad`` is ``"batch"`` (∇ζ from the reverse-KL samples, eq. (15)) or
+    ``"importance"`` (∇ζ from the M samples, eq. (14)); ``num_reverse_samples`` N of flow
+    samples y per step (``None``: the batch size).
+
+    Optimization (C.3, D.1): Adam with ``adam_b1``, ``adam_b2`` for θ (``lr_flow``) and ψ
+    (``lr_ebm``); multipliers by ``dual_optimizer`` (``"sgd"``: projected ascent of
+    Algorithm 1; ``"adam"``) with ``lr_dual`` for fw/rv/prx and ``lr_dual_zeta`` for the ζ
+    pair; initial values ``lambda_init`` and ``lambda_zeta_init``. ``batch_size`` ``None`` is
+    full batch. ``method`` picks the step: ``adasym`` (dual), ``nf`` (maximum likelihood),
+    ``weighted`` (P-W with fixed ``weights`` (fw, rv, prx)), ``wgan`` (WGAN-GP with
+    ``gp_weight`` and ``critic_steps``).
+    """
+
+    method: str = "adasym"
+    # models
+    num_transforms: int = 5
+    num_bins: int = 8
+    flow_hidden: tuple[int, ...] = (64, 64)
+    bound: float = 5.0
+    ebm_hidden: int = 64
+    ebm_blocks: int = 6
+    film_layers: int = 2
+    temperature: float = 1.0
+    context_dim: int = 0
+    # objective
+    num_zeta_samples: int = 1000
+    eps_zeta: float = 0.1
+    negative_nll: bool = True
+    reverse_grad: str = "score"
+    zeta_grad: str = "batch"
+    num_reverse_samples: Optional[int] = None
+    # optimization
+    lr_flow: float = 1e-3
+    lr_ebm: float = 1e-4
+    lr_dual: float = 1e-4
+    lr_dual_zeta: float = 1e-3
+    adam_b1: float = 0.0
+    adam_b2: float = 0.9
+    dual_optimizer: str = "sgd"
+    lambda_init: float = 0.01
+    lambda_zeta_init: float = 0.0
+    lambda_floor: float = 1e-6
+    batch_size: Optional[int] = None
+    # baselines
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    gp_weight: float = 0.1
+    critic_steps: int = 1
+    # evaluation
+    eval_zeta_samples: int = 10000
+
+    def __post_init__(self):
+        object.__setattr__(self, "flow_hidden", tuple(int(h) for h in self.flow_hidden))
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        _check_choice("method", self.method, METHODS)
+        _check_choice("reverse_grad", self.reverse_grad, REVERSE_GRADS)
+        _check_choice("zeta_grad", self.zeta_grad, ZETA_GRADS)
+        _check_choice("dual_optimizer", self.dual_optimizer, DUAL_OPTIMIZERS)
+        for name in ("num_transforms", "num_bins", "ebm_hidden", "num_zeta_samples", "eval_zeta_samples", "critic_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.ebm_blocks < 0 or self.context_dim < 0:
+            raise ValueError("ebm_blocks and context_dim must be >= 0")
+        if self.temperature <= 0 or self.bound <= 0:
+            raise ValueError("temperature and bound must be > 0")
+        if len(self.weights) != 3:
+            raise ValueError(f"weights must be (w_fw, w_rv, w_prx), got {self.weights}")
+        if self.negative_nll and self.method == "adasym" and self.lambda_init <= 0:
+            raise ValueError("the B.7 relaxation (negative_nll) needs lambda_init > 0")
+        for name in ("batch_size", "num_reverse_samples"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {v}")
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with ``changes``; unknown names raise ``ValueError``."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        return cls().replace(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+
+
+def parse_override(text: str, config: TrainConfig) -> TrainConfig:
+    """Apply one ``key=value`` override (``--set`` on the command line), typed from the field."""
+    if "=" not in text:
+        raise ValueError(f"override must be key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    if key not in fields:
+        raise ValueError(f"unknown config key {key!r}")
+    current = getattr(config, key)
+    try:
+        if isinstance(current, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            value: Any = raw.lower() in ("true", "1")
+        elif isinstance(current, tuple):
+            value = tuple(type(current[0])(v) for v in raw.split(",")) if current else tuple(raw.split(","))
+        elif current is None:
+            value = None if raw.lower() == "none" else int(raw)
+        elif isinstance(current, int):
+            value = None if raw.lower() == "none" else int(raw)
+        elif isinstance(current, float):
+            value = float(raw)
+        else:
+            value = raw
+    except ValueError:
+        raise ValueError(f"cannot parse {key}={raw!r} as {type(current).__name__}") from None
+    return config.replace(**{key: value})

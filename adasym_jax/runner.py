@@ -1,0 +1,312 @@
+"""Many seeds, many steps: vmapped initialization, ``lax.scan`` chunks, evaluation, ``fit``.
+
+The host only sees the run at chunk boundaries (evaluation points): each chunk is one
+compiled call that runs ``eval_every`` steps for every seed at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, Optional, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from adasym_jax import objective as obj
+from adasym_jax.config import TrainConfig
+from adasym_jax.state import TrainState, build_models, init_state
+from adasym_jax.train import Batch, make_train_step
+from adasym_jax.validation import check_context, check_points
+
+Array = jax.Array
+Seeds = Union[int, Sequence[int]]
+
+
+def seed_list(seeds: Seeds) -> list[int]:
+    """``5`` -> ``[0, 1, 2, 3, 4]``; a sequence is taken as the exact seeds."""
+    if isinstance(seeds, (int, np.integer)):
+        if seeds < 1:
+            raise ValueError(f"need at least one seed, got {seeds}")
+        return list(range(int(seeds)))
+    out = [int(s) for s in seeds]
+    if not out:
+        raise ValueError("empty seed list")
+    if len(set(out)) != len(out):
+        raise ValueError(f"duplicate seeds in {out}")
+    return out
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced NaN/inf. ``last_good_state`` is the state before the failing chunk."""
+
+    def __init__(self, message: str, last_good_state: TrainState, step: int, quantity: str):
+        super().__init__(message)
+        self.last_good_state = last_good_state
+        self.step = step
+        self.quantity = quantity
+
+
+class Trainer:
+    """The models, the pure step and compiled multi-seed programs for one config and dim.
+
+    Attributes: ``config``, ``dim``, ``flow`` (:class:`SplineFlow`), ``ebm``
+    (:class:`ResidualEBM`), ``step`` (the pure single-seed step of ``config.method``).
+    """
+
+    def __init__(self, config: TrainConfig, dim: int):
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1, got {dim}")
+        self.config = config
+        self.dim = int(dim)
+        self.flow, self.ebm = build_models(config, self.dim)
+        self.step = make_train_step(config, self.flow, self.ebm)
+        self._cache: dict[Any, Any] = {}
+
+    # -- initialization -------------------------------------------------------------
+    def init(self, seeds: Seeds, lambdas: Optional[dict] = None) -> TrainState:
+        """States for all seeds, stacked on a leading axis; seed s uses ``PRNGKey(s)``.
+
+        ``lambdas``: optional dict name -> ``(num_seeds,)`` initial multipliers (P-W grids).
+        """
+        keys = jnp.stack([jax.random.PRNGKey(s) for s in seed_list(seeds)])
+        fn = lambda k, lam: init_state(self.config, self.flow, self.ebm, k, self.dim, lam)  # noqa: E731
+        if lambdas is None:
+            return jax.jit(jax.vmap(lambda k: fn(k, None)))(keys)
+        return jax.jit(jax.vmap(fn))(keys, lambdas)
+
+    # -- training -------------------------------------------------------------------
+    def _chunk_fn(self, num_steps: int, n: int):
+        bs = self.config.batch_size
+        minibatch = bs is not None and bs < n
+
+        def one_seed(state: TrainState, x: Array, ctx: Optional[Array]):
+            def body(s, _):
+                if minibatch:
+                    k = jax.random.fold_in(s.key, 0x5EED)
+                    idx = jax.random.permutation(k, n)[:bs]
+                    batch = Batch(x[idx], None if ctx is None else ctx[idx])
+                else:
+                    batch = Batch(x, ctx)
+                return self.step(s, batch)
+
+            return jax.lax.scan(body, state, None, length=num_steps)
+
+        return jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
+
+    def chunk(self, num_steps: int, n: int):
+        """Compiled ``(state, x, context) -> (state, metrics)`` running ``num_steps`` steps for
+        every seed; metrics are ``(num_seeds, num_steps)`` arrays."""
+        key = ("chunk", num_steps, n)
+        if key not in self._cache:
+            self._cache[key] = self._chunk_fn(num_steps, n)
+        return self._cache[key]
+
+    def run(self, state: TrainState, x: Array, num_steps: int, context: Optional[Array] = None):
+        """Run ``num_steps`` steps on data ``x (n, dim)`` for every seed in ``state``.
+
+        Returns ``(state, metrics)`` with metrics of shape ``(num_seeds, num_steps)``.
+        """
+        x = _validated(x, self.dim, self.config.context_dim, context)
+        return self.chunk(num_steps, x.shape[0])(state, x, context)
+
+    # -- evaluation -----------------------------------------------------------------
+    def _eval_fn(self, n: int):
+        m = self.config.eval_zeta_samples
+        flow, ebm = self.flow, self.ebm
+
+        def one_seed(state: TrainState, x: Array, key: Array):
+            log_p = flow.apply({"params": state.flow_params}, x, method="log_prob")
+            y, log_p_y = flow.apply({"params": state.flow_params}, key, m, method="sample_and_log_prob")
+            v = {"params": state.ebm_params, "spectral": state.ebm_stats}
+            log_zeta = obj.log_zeta_estimate(ebm.apply(v, y), log_p_y)
+            log_q = ebm.apply(v, x) - log_zeta
+            return {"test_nll_p": -jnp.mean(log_p), "test_nll_q": -jnp.mean(log_q), "log_zeta": log_zeta}
+
+        return jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
+
+    def evaluate(self, state: TrainState, x: Array, key: Optional[Array] = None) -> dict[str, np.ndarray]:
+        """Test NLL of p_θ (exact), of q̃_ψ = f/T − log ζ̂ (ζ̂ from ``eval_zeta_samples``
+        flow samples) and log ζ̂, each ``(num_seeds,)``. Unconditional models only."""
+        if self.config.context_dim:
+            raise ValueError("evaluate() covers unconditional models; use log_prob with a context")
+        x = _validated(x, self.dim, 0, None)
+        key = jax.random.PRNGKey(12345) if key is None else key
+        fn = self._cache.setdefault(("eval", x.shape[0]), self._eval_fn(x.shape[0]))
+        return {k: np.asarray(v) for k, v in fn(state, x, key).items()}
+
+    def log_prob(self, state: TrainState, x: Array, context: Optional[Array] = None) -> Array:
+        """log p_θ(x) for every seed: ``(num_seeds, n)``."""
+        x = _validated(x, self.dim, self.config.context_dim, context)
+        f = lambda p: self.flow.apply({"params": p}, x, context, method="log_prob")  # noqa: E731
+        return jax.jit(jax.vmap(f))(state.flow_params)
+
+    def sample(self, state: TrainState, key: Array, num: int, context: Optional[Array] = None) -> Array:
+        """``num`` samples of p_θ for every seed: ``(num_seeds, num, dim)``."""
+        check_context(context, self.config.context_dim, num)
+        num_seeds = jax.tree.leaves(state.flow_params)[0].shape[0]
+        keys = jax.random.split(key, num_seeds)
+        f = lambda p, k: self.flow.apply({"params": p}, k, num, context, method="sample")  # noqa: E731
+        return jax.jit(jax.vmap(f))(state.flow_params, keys)
+
+
+def _validated(x, dim: int, context_dim: int, context) -> Array:
+    check_points(x, dim, "data", min_rows=1)
+    check_context(context, context_dim, x.shape[0])
+    return jnp.asarray(x, jnp.float32)
+
+
+def shard_seeds(state: TrainState, devices: Optional[Sequence[Any]] = None) -> TrainState:
+    """Place the leading seed axis of ``state`` across ``devices`` (default: all).
+
+    The number of seeds must be a multiple of the number of devices. Compiled chunks then
+    run each device's seeds locally (data is replicated).
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    num_seeds = jax.tree.leaves(state)[0].shape[0]
+    if num_seeds % len(devices):
+        raise ValueError(f"{num_seeds} seeds do not divide over {len(devices)} devices")
+    mesh = Mesh(np.array(devices), ("seed",))
+    return jax.device_put(state, NamedSharding(mesh, PartitionSpec("seed")))
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` returns: final ``state`` (seeds stacked), ``history`` of per-step
+    training metrics ``(num_seeds, steps)``, ``evals`` of test metrics ``(num_seeds, n_evals)``
+    at ``eval_steps``, and timings (compile excluded from ``steps_per_second``)."""
+
+    trainer: Trainer
+    state: TrainState
+    seeds: list[int]
+    history: dict[str, np.ndarray]
+    eval_steps: list[int]
+    evals: dict[str, np.ndarray]
+    steps_per_second: float
+    compile_seconds: float
+
+    @property
+    def last_test_nll_p(self) -> np.ndarray:
+        """Test NLL of p_θ at the last evaluation, per seed."""
+        return self.evals["test_nll_p"][:, -1]
+
+    @property
+    def best_test_nll_p(self) -> np.ndarray:
+        """Lowest test NLL of p_θ over the evaluations, per seed."""
+        return np.nanmin(self.evals["test_nll_p"], axis=1)
+
+
+def _first_nonfinite(metrics: dict[str, np.ndarray], state: TrainState, step0: int) -> Optional[tuple[str, int]]:
+    worst = None
+    for name, arr in metrics.items():
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            first = int(np.argmax(bad.any(axis=0)))
+            if worst is None or first < worst[1]:
+                worst = (name, first)
+    if worst is not None:
+        return worst[0], step0 + worst[1] + 1
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+        if not np.all(np.isfinite(np.asarray(leaf, dtype=np.float64))):
+            return jax.tree_util.keystr(path), -1
+    return None
+
+
+def fit(
+    data: Array,
+    *,
+    config: TrainConfig = TrainConfig(),
+    seeds: Seeds = 5,
+    num_steps: int = 1000,
+    eval_every: int = 100,
+    test_data: Optional[Array] = None,
+    state: Optional[TrainState] = None,
+    progress: bool = True,
+    trainer: Optional[Trainer] = None,
+) -> FitResult:
+    """Train ``config.method`` on ``data (n, dim)`` for every seed at once.
+
+    Runs ``num_steps`` steps in compiled chunks of ``eval_every`` (a shorter last chunk if
+    needed), evaluating on ``test_data`` (default: ``data``) after each chunk. Stops with
+    :class:`NonFiniteError` naming the quantity and step if anything becomes NaN/inf; the
+    error carries the last good state. ``state`` resumes a previous run.
+    """
+    check_points(data, None, "data", min_rows=2)
+    if config.context_dim:
+        raise ValueError("fit() covers unconditional models; drive Trainer.run with a context")
+    if num_steps < 1 or eval_every < 1:
+        raise ValueError("num_steps and eval_every must be >= 1")
+    dim = data.shape[1]
+    test = data if test_data is None else test_data
+    check_points(test, dim, "test data", min_rows=1)
+    x = jnp.asarray(data, jnp.float32)
+    trainer = trainer or Trainer(config, dim)
+    seeds_ = seed_list(seeds)
+    state = trainer.init(seeds_) if state is None else state
+    start = int(np.asarray(state.step).reshape(-1)[0])
+
+    chunks = [eval_every] * (num_steps // eval_every) + ([num_steps % eval_every] if num_steps % eval_every else [])
+    compile_seconds = 0.0
+    compiled = {}
+    for length in sorted(set(chunks)):
+        t0 = time.perf_counter()
+        compiled[length] = trainer.chunk(length, x.shape[0]).lower(state, x, None).compile()
+        compile_seconds += time.perf_counter() - t0
+
+    bar = _progress(num_steps, progress, config.method)
+    history: dict[str, list] = {}
+    evals: dict[str, list] = {}
+    eval_steps: list[int] = []
+    run_seconds, done = 0.0, start
+    for length in chunks:
+        t0 = time.perf_counter()
+        new_state, metrics = compiled[length](state, x, None)
+        metrics = {k: np.asarray(v) for k, v in metrics.items()}
+        run_seconds += time.perf_counter() - t0
+        bad = _first_nonfinite(metrics, new_state, done)
+        if bad is not None:
+            name, at = bad
+            where = f"at step {at}" if at > 0 else f"in the state after step {done + length}"
+            if bar is not None:
+                bar.close()
+            raise NonFiniteError(
+                f"training diverged: {name} became NaN or infinite {where}; "
+                f"the last good state is from step {done}",
+                state,
+                at,
+                name,
+            )
+        state, done = new_state, done + length
+        for k, v in metrics.items():
+            history.setdefault(k, []).append(v)
+        ev = trainer.evaluate(state, test)
+        for k, v in ev.items():
+            evals.setdefault(k, []).append(v)
+        eval_steps.append(done)
+        if bar is not None:
+            bar.update(length)
+            bar.set_postfix(test_nll_p=f"{np.mean(ev['test_nll_p']):.3f}")
+    if bar is not None:
+        bar.close()
+    return FitResult(
+        trainer=trainer,
+        state=state,
+        seeds=seeds_,
+        history={k: np.concatenate(v, axis=1) for k, v in history.items()},
+        eval_steps=eval_steps,
+        evals={k: np.stack(v, axis=1) for k, v in evals.items()},
+        steps_per_second=(done - start) / max(run_seconds, 1e-9),
+        compile_seconds=compile_seconds,
+    )
+
+
+def _progress(total: int, enabled: bool, desc: str):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, desc=desc, unit="step", leave=False)

@@ -1,0 +1,206 @@
+"""Pure train steps: ``step(state, batch) -> (state, metrics)``, jit-able and vmappable.
+
+:func:`make_train_step` returns the step of ``config.method``: the dual gradient
+descent–ascent of Algorithm 3 (``adasym``), its fixed-weight penalty twin (``weighted``,
+eq. (P-W)), maximum likelihood (``nf``) or WGAN-GP (``wgan``, in :mod:`adasym_jax.baselines`).
+All share :class:`~adasym_jax.state.TrainState`, so one runner serves every method.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from adasym_jax import objective as obj
+from adasym_jax.config import TrainConfig
+from adasym_jax.state import TrainState, adam, dual_optimizer
+
+Array = jax.Array
+sg = jax.lax.stop_gradient
+StepFn = Callable[[TrainState, "Batch"], tuple[TrainState, dict]]
+
+
+class Batch(NamedTuple):
+    """One batch: data ``x (n, dim)`` and, for conditional models, ``context (n, context_dim)``."""
+
+    x: Array
+    context: Optional[Array] = None
+
+
+def as_batch(batch) -> Batch:
+    """Accept a :class:`Batch`, an ``(x, context)`` tuple or a bare array ``x``."""
+    if isinstance(batch, Batch):
+        return batch
+    if isinstance(batch, tuple):
+        return Batch(*batch)
+    return Batch(batch)
+
+
+def _take_rows(context: Optional[Array], key: Array, num: int, n: int) -> Optional[Array]:
+    """Conditions for ``num`` flow samples: the batch's own rows if ``num == n``, else drawn
+    uniformly from the batch (so ζ̂ estimates the mean partition function over conditions)."""
+    if context is None:
+        return None
+    if num == n:
+        return context
+    return context[jax.random.randint(key, (num,), 0, n)]
+
+
+def _concat(a: Optional[Array], b: Optional[Array]) -> Optional[Array]:
+    return None if a is None else jnp.concatenate([a, b], axis=0)
+
+
+def _apply_updates(tx: optax.GradientTransformation, grads, opt_state, params):
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def _global_norm(tree) -> Array:
+    return optax.global_norm(tree)
+
+
+def make_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> StepFn:
+    """Algorithm 3 for the Lagrangian (11), or P-W when ``config.method == "weighted"``.
+
+    Per step: M flow samples (no gradient) and a forward pass of the EBM give log ζ̂ (eq. (12))
+    and one spectral-norm power iteration; N flow samples y give the reverse KL. ψ descends
+    :func:`~adasym_jax.objective.psi_surrogate` (eq. (15)); θ descends the score-function
+    surrogate (eq. (18)) or the pathwise one; λ ascends eq. (19) at the closed-form ε, δ and is
+    projected onto λ ≥ 0 (λ ≥ ``lambda_floor`` for B.7 multipliers).
+    """
+    T = config.temperature
+    flow_tx, ebm_tx, dual_tx = adam(config.lr_flow, config), adam(config.lr_ebm, config), dual_optimizer(config)
+    learn_lambdas = config.method == "adasym"
+
+    def step(state: TrainState, batch) -> tuple[TrainState, dict]:
+        x, ctx = as_batch(batch)
+        n = x.shape[0]
+        n_rev = config.num_reverse_samples or n
+        m = config.num_zeta_samples
+        key, k_y, k_m, k_cy, k_cm = jax.random.split(state.key, 5)
+        ctx_y = _take_rows(ctx, k_cy, n_rev, n)
+        ctx_m = _take_rows(ctx, k_cm, m, n)
+        theta, psi, lam = state.flow_params, state.ebm_params, state.lambdas
+
+        # ζ̂ from M samples: forward passes only (Algorithm 2), plus the power iteration.
+        y_m, log_p_m = flow.apply({"params": theta}, k_m, m, ctx_m, method="sample_and_log_prob")
+        y_m, log_p_m = sg(y_m), sg(log_p_m)
+        log_q_m, new_vars = ebm.apply(
+            {"params": psi, "spectral": state.ebm_stats}, y_m, ctx_m, update_stats=True, mutable=["spectral"]
+        )
+        stats = new_vars["spectral"]
+        log_zeta = obj.log_zeta_estimate(sg(log_q_m), log_p_m)
+
+        # Reverse-KL samples y (no gradient in the paper's estimator).
+        y, log_p_y_s = flow.apply({"params": theta}, k_y, n_rev, ctx_y, method="sample_and_log_prob")
+        y, log_p_y_s = sg(y), sg(log_p_y_s)
+
+        def psi_loss(psi_):
+            v = {"params": psi_, "spectral": stats}
+            log_q = ebm.apply(v, jnp.concatenate([x, y]), _concat(ctx, ctx_y))
+            log_q_x, log_q_y = log_q[:n], log_q[n:]
+            if config.zeta_grad == "batch":
+                zq, zp = log_q_y, log_p_y_s
+            else:
+                zq, zp = ebm.apply(v, y_m, ctx_m), log_p_m
+            loss = obj.psi_surrogate(log_q_x, log_q_y, log_zeta, zq, zp, lam, T)
+            return loss, (log_q_x, log_q_y)
+
+        (_, (log_q_x, log_q_y)), g_psi = jax.value_and_grad(psi_loss, has_aux=True)(psi)
+        log_q_x, log_q_y = sg(log_q_x), sg(log_q_y)
+
+        def theta_loss(theta_):
+            if config.reverse_grad == "score":
+                log_p = flow.apply({"params": theta_}, jnp.concatenate([x, y]), _concat(ctx, ctx_y), method="log_prob")
+                log_p_x, log_p_y = log_p[:n], log_p[n:]
+                loss = obj.theta_surrogate_score(log_p_x, log_p_y, log_q_y, lam, T)
+            else:
+                log_p_x = flow.apply({"params": theta_}, x, ctx, method="log_prob")
+                y_t, log_p_y = flow.apply({"params": theta_}, k_y, n_rev, ctx_y, method="sample_and_log_prob")
+                log_q_yt = ebm.apply({"params": sg(psi), "spectral": stats}, y_t, ctx_y)
+                loss = obj.theta_surrogate_pathwise(log_p_x, log_p_y, log_q_yt, lam, T)
+            return loss, (log_p_x, log_p_y)
+
+        (_, (log_p_x, log_p_y)), g_theta = jax.value_and_grad(theta_loss, has_aux=True)(theta)
+        log_p_x, log_p_y = sg(log_p_x), sg(log_p_y)
+
+        values = obj.constraint_values(log_p_x, log_q_x, log_p_y, log_q_y, log_zeta, T)
+        new_theta, flow_opt = _apply_updates(flow_tx, g_theta, state.flow_opt, theta)
+        new_psi, ebm_opt = _apply_updates(ebm_tx, g_psi, state.ebm_opt, psi)
+        new_lam, dual_opt = lam, state.dual_opt
+        if learn_lambdas:
+            ascent = obj.dual_gradients(values, lam, config.eps_zeta, config.negative_nll)
+            neg = jax.tree.map(lambda g: -g, ascent)
+            new_lam, dual_opt = _apply_updates(dual_tx, neg, state.dual_opt, lam)
+            new_lam = {k: jnp.maximum(v, _lambda_floor(config, k)) for k, v in new_lam.items()}
+
+        metrics = {
+            "fw_nll": values["fw"],
+            "rv_kl": values["rv"],
+            "prx_nll": values["prx"],
+            "log_zeta": log_zeta,
+            "lagrangian": obj.lagrangian(values, lam, config.eps_zeta, config.negative_nll),
+            "grad_norm_flow": _global_norm(g_theta),
+            "grad_norm_ebm": _global_norm(g_psi),
+            **{f"lambda_{k}": v for k, v in lam.items()},
+        }
+        new_state = state.replace(
+            step=state.step + 1,
+            key=key,
+            flow_params=new_theta,
+            ebm_params=new_psi,
+            ebm_stats=stats,
+            lambdas=new_lam,
+            flow_opt=flow_opt,
+            ebm_opt=ebm_opt,
+            dual_opt=dual_opt,
+        )
+        return new_state, metrics
+
+    return step
+
+
+def _lambda_floor(config: TrainConfig, name: str) -> float:
+    if config.negative_nll and name in obj.NLL_CONSTRAINTS:
+        return config.lambda_floor
+    return 0.0
+
+
+def make_mle_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> StepFn:
+    """Maximum likelihood for the flow alone (the NF baseline); ψ and λ are left untouched."""
+    flow_tx = adam(config.lr_flow, config)
+
+    def step(state: TrainState, batch) -> tuple[TrainState, dict]:
+        x, ctx = as_batch(batch)
+
+        def loss(theta_):
+            return -jnp.mean(flow.apply({"params": theta_}, x, ctx, method="log_prob"))
+
+        nll, g = jax.value_and_grad(loss)(state.flow_params)
+        theta, flow_opt = _apply_updates(flow_tx, g, state.flow_opt, state.flow_params)
+        metrics = {"fw_nll": nll, "grad_norm_flow": _global_norm(g)}
+        return state.replace(step=state.step + 1, flow_params=theta, flow_opt=flow_opt), metrics
+
+    return step
+
+
+def make_train_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> StepFn:
+    """The pure step for ``config.method``: ``step(state, batch) -> (state, metrics)``.
+
+    ``batch`` is a :class:`Batch`, an ``(x, context)`` tuple or an array ``x (n, dim)``;
+    ``metrics`` is a dict of scalars. ``jax.jit(step)`` compiles it and
+    ``jax.vmap(step, in_axes=(0, None))`` runs many seeds on one batch.
+    """
+    if config.method in ("adasym", "weighted"):
+        return make_dual_step(config, flow, ebm)
+    if config.method == "nf":
+        return make_mle_step(config, flow, ebm)
+    if config.method == "wgan":
+        from adasym_jax.baselines import make_wgan_step
+
+        return make_wgan_step(config, flow, ebm)
+    raise ValueError(f"unknown method {config.method!r}")
