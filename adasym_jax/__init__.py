@@ -4,6 +4,15 @@ A normalizing flow p_θ and an energy-based model q_ψ trained together by gradi
 descent–ascent on the Lagrangian of a resilient constrained problem.
 """
 
+from adasym_jax.checkpoint import (
+    CheckpointError,
+    Standardization,
+    is_checkpoint,
+    load_checkpoint,
+    read_metadata,
+    read_standardization,
+    save_checkpoint,
+)
 from adasym_jax.config import TrainConfig
 from adasym_jax.data import DATASETS, load_dataset
 from adasym_jax.ebm import ResidualEBM
@@ -24,7 +33,42 @@ from adasym_jax.train import Batch, make_train_step
 
 __version__ = "0.1.0"
 
+# distrax (with TensorFlow Probability's substrate) takes a while to import: the export
+# names load on first use (PEP 562), so `import adasym_jax` stays light.
+_LAZY = {
+    name: "adasym_jax.export"
+    for name in ("EnergyDensity", "FlowDistribution", "estimate_log_zeta", "export_state", "to_distrax", "to_energy")
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'adasym_jax' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 __all__ = [
+    # checkpoints and export (issue 7)
+    "CheckpointError",
+    "EnergyDensity",
+    "FlowDistribution",
+    "Standardization",
+    "estimate_log_zeta",
+    "export_state",
+    "is_checkpoint",
+    "load_checkpoint",
+    "read_metadata",
+    "read_standardization",
+    "save_checkpoint",
+    "to_distrax",
+    "to_energy",
     "Batch",
     "DATASETS",
     "FitResult",
