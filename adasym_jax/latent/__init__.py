@@ -1,0 +1,77 @@
+"""Higher dimensions (Section 5.3, Appendices B.8, C.2, D.3): the autoencoder-latent experiment.
+
+- :mod:`.autoencoder` — the convolutional autoencoder of Algorithms 7–8 (any 8×8 … 64×64 image).
+- :mod:`.warmstart` — B.8 warm start: regress log q̃_ψ onto log p_θ on flow samples.
+- :mod:`.zeta_cache` — ζ from a large sample refreshed every K steps (D.3).
+- :mod:`.frechet` — Fréchet distance and the *Fréchet digits distance* (not FID).
+- :mod:`.digits` — scikit-learn's bundled 8×8 digits.
+- :mod:`.run` — the experiment end to end (``adasym latent`` on the command line).
+
+The EBM temperature T and the temperature-weighted KL (22) are in the core
+(``TrainConfig.temperature``).
+"""
+
+from adasym_jax.latent.autoencoder import (
+    AutoencoderFit,
+    ConvAutoencoder,
+    LatentScaler,
+    check_images,
+    check_latent_dim,
+    decode,
+    encode,
+    reconstruct,
+    train_autoencoder,
+)
+from adasym_jax.latent.frechet import (
+    DigitsFeatureNet,
+    FrechetDigits,
+    feature_stats,
+    frechet_distance,
+    frechet_from_features,
+    train_digits_classifier,
+)
+from adasym_jax.latent.run import (
+    PAPER_CONFIG,
+    PAPER_EPOCHS,
+    AutoencoderSettings,
+    LatentRun,
+    Recipe,
+    load_image_file,
+    run_images,
+    run_pixels,
+    train_on_latents,
+)
+from adasym_jax.latent.warmstart import WarmStartSettings, warm_start_ebm
+from adasym_jax.latent.zeta_cache import CachedState, make_cached_chunk, make_cached_dual_step, refresh_cache
+
+__all__ = [
+    "AutoencoderFit",
+    "AutoencoderSettings",
+    "CachedState",
+    "ConvAutoencoder",
+    "DigitsFeatureNet",
+    "FrechetDigits",
+    "LatentRun",
+    "LatentScaler",
+    "PAPER_CONFIG",
+    "PAPER_EPOCHS",
+    "Recipe",
+    "WarmStartSettings",
+    "check_images",
+    "check_latent_dim",
+    "decode",
+    "encode",
+    "feature_stats",
+    "frechet_distance",
+    "frechet_from_features",
+    "load_image_file",
+    "make_cached_chunk",
+    "make_cached_dual_step",
+    "reconstruct",
+    "refresh_cache",
+    "run_images",
+    "run_pixels",
+    "train_autoencoder",
+    "train_digits_classifier",
+    "warm_start_ebm",
+]

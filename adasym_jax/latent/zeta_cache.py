@@ -1,0 +1,195 @@
+"""ζ from a large sample refreshed only every K steps (Appendix D.3: 5000 samples every 100).
+
+The paper: "we used 5000 samples to estimate ζ_ψ. To save time, we sampled the 5000 samples
+only every 100 iterations." Here the *samples* y ~ p_θ' and their log-densities log p_θ'(y)
+are cached in the state; every step re-evaluates the current EBM on them,
+
+    log ζ̂ = logsumexp(log q̃_ψ(y_j) − log p_θ'(y_j)) − log M,
+
+which is still an unbiased importance-sampling estimate of ζ_ψ with the slightly stale
+proposal p_θ' (only its variance grows as θ drifts from θ'). Only the flow's sampling pass is
+saved, not the EBM's forward pass on the M samples.
+
+:class:`CachedState` is :class:`~adasym_jax.state.TrainState` plus the cache, so it works with
+``Trainer.evaluate`` / ``sample``. :func:`make_cached_dual_step` is the dual step of
+Algorithm 3 with log ζ̂ taken from the cache (same surrogates from
+:mod:`adasym_jax.objective` as :func:`adasym_jax.train.make_dual_step`, unconditional only);
+:func:`make_cached_chunk` scans it with the refresh in a ``lax.cond`` on the *global step
+index*, which is an unbatched scan input, so under ``vmap`` over seeds the cond stays a real
+branch (a per-seed ``state.step`` predicate would turn it into a select that samples every
+step). Refreshing every step (``every=1``) with M = ``config.num_zeta_samples`` is exactly the
+core step's fresh-sample estimate: that is the "off" position of the switch.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from adasym_jax import objective as obj
+from adasym_jax.config import TrainConfig
+from adasym_jax.state import TrainState, adam, dual_optimizer
+from adasym_jax.train import make_train_step
+
+Array = jax.Array
+sg = jax.lax.stop_gradient
+
+
+class CachedState(TrainState):
+    """TrainState plus the ζ cache: ``zeta_y (M, dim)`` samples of p_θ' and ``zeta_log_p (M,)``."""
+
+    zeta_y: Array
+    zeta_log_p: Array
+
+
+def with_cache(state: TrainState, dim: int, num: int) -> CachedState:
+    """Attach an empty (zero) cache of ``num`` samples to a single-seed ``state``."""
+    fields = {k: getattr(state, k) for k in TrainState.__dataclass_fields__}
+    return CachedState(**fields, zeta_y=jnp.zeros((num, dim), jnp.float32), zeta_log_p=jnp.zeros((num,), jnp.float32))
+
+
+def core_state(state: CachedState) -> TrainState:
+    """The TrainState part (e.g. for :func:`adasym_jax.checkpoint.save_checkpoint`)."""
+    return TrainState(**{k: getattr(state, k) for k in TrainState.__dataclass_fields__})
+
+
+def refresh_cache(flow: nn.Module, state: CachedState) -> CachedState:
+    """Draw a fresh cache (size of ``state.zeta_y``) from the current p_θ, no gradient."""
+    key, k = jax.random.split(state.key)
+    num = state.zeta_y.shape[0]
+    y, log_p = flow.apply({"params": state.flow_params}, k, num, method="sample_and_log_prob")
+    return state.replace(key=key, zeta_y=sg(y), zeta_log_p=sg(log_p))
+
+
+def _update(tx: optax.GradientTransformation, grads, opt_state, params):
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def make_cached_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module):
+    """``step(state: CachedState, x (n, dim)) -> (state, metrics)``: Algorithm 3 with log ζ̂
+    from the cache (one spectral power iteration on the cached samples, as the core step
+    does on its M samples). Supports ``reverse_grad`` score/pathwise and ``zeta_grad``
+    batch/importance (importance: ∇ψ ζ through the cached samples)."""
+    if config.method not in ("adasym", "weighted"):
+        raise ValueError(f"the cached-ζ step is for adasym/weighted, not {config.method!r}")
+    if config.context_dim:
+        raise ValueError("the cached-ζ step covers unconditional models")
+    T = config.temperature
+    flow_tx, ebm_tx, dual_tx = adam(config.lr_flow, config), adam(config.lr_ebm, config), dual_optimizer(config)
+    learn_lambdas = config.method == "adasym"
+
+    def step(state: CachedState, x: Array):
+        n = x.shape[0]
+        n_rev = config.num_reverse_samples or n
+        key, k_y = jax.random.split(state.key)
+        theta, psi, lam = state.flow_params, state.ebm_params, state.lambdas
+        y_m, log_p_m = state.zeta_y, state.zeta_log_p
+        log_q_m, new_vars = ebm.apply(
+            {"params": psi, "spectral": state.ebm_stats}, y_m, update_stats=True, mutable=["spectral"]
+        )
+        stats = new_vars["spectral"]
+        log_zeta = obj.log_zeta_estimate(sg(log_q_m), log_p_m)
+        y, log_p_y_s = flow.apply({"params": theta}, k_y, n_rev, method="sample_and_log_prob")
+        y, log_p_y_s = sg(y), sg(log_p_y_s)
+
+        def psi_loss(psi_):
+            v = {"params": psi_, "spectral": stats}
+            log_q = ebm.apply(v, jnp.concatenate([x, y]))
+            log_q_x, log_q_y = log_q[:n], log_q[n:]
+            zq, zp = (log_q_y, log_p_y_s) if config.zeta_grad == "batch" else (ebm.apply(v, y_m), log_p_m)
+            return obj.psi_surrogate(log_q_x, log_q_y, log_zeta, zq, zp, lam, T), (log_q_x, log_q_y)
+
+        (_, (log_q_x, log_q_y)), g_psi = jax.value_and_grad(psi_loss, has_aux=True)(psi)
+        log_q_x, log_q_y = sg(log_q_x), sg(log_q_y)
+
+        def theta_loss(theta_):
+            if config.reverse_grad == "score":
+                log_p = flow.apply({"params": theta_}, jnp.concatenate([x, y]), method="log_prob")
+                log_p_x, log_p_y = log_p[:n], log_p[n:]
+                return obj.theta_surrogate_score(log_p_x, log_p_y, log_q_y, lam, T), (log_p_x, log_p_y)
+            log_p_x = flow.apply({"params": theta_}, x, method="log_prob")
+            y_t, log_p_y = flow.apply({"params": theta_}, k_y, n_rev, method="sample_and_log_prob")
+            log_q_yt = ebm.apply({"params": sg(psi), "spectral": stats}, y_t)
+            return obj.theta_surrogate_pathwise(log_p_x, log_p_y, log_q_yt, lam, T), (log_p_x, log_p_y)
+
+        (_, (log_p_x, log_p_y)), g_theta = jax.value_and_grad(theta_loss, has_aux=True)(theta)
+        values = obj.constraint_values(sg(log_p_x), log_q_x, sg(log_p_y), log_q_y, log_zeta, T)
+        new_theta, flow_opt = _update(flow_tx, g_theta, state.flow_opt, theta)
+        new_psi, ebm_opt = _update(ebm_tx, g_psi, state.ebm_opt, psi)
+        new_lam, dual_opt = lam, state.dual_opt
+        if learn_lambdas:
+            ascent = obj.dual_gradients(values, lam, config.eps_zeta, config.negative_nll)
+            new_lam, dual_opt = _update(dual_tx, jax.tree.map(lambda g: -g, ascent), state.dual_opt, lam)
+            new_lam = {
+                k: jnp.maximum(v, config.lambda_floor if (config.negative_nll and k in obj.NLL_CONSTRAINTS) else 0.0)
+                for k, v in new_lam.items()
+            }
+        metrics = {
+            "fw_nll": values["fw"],
+            "rv_kl": values["rv"],
+            "prx_nll": values["prx"],
+            "log_zeta": log_zeta,
+            "lagrangian": obj.lagrangian(values, lam, config.eps_zeta, config.negative_nll),
+            "grad_norm_flow": optax.global_norm(g_theta),
+            "grad_norm_ebm": optax.global_norm(g_psi),
+            **{f"lambda_{k}": v for k, v in lam.items()},
+        }
+        new_state = state.replace(
+            step=state.step + 1,
+            key=key,
+            flow_params=new_theta,
+            ebm_params=new_psi,
+            ebm_stats=stats,
+            lambdas=new_lam,
+            flow_opt=flow_opt,
+            ebm_opt=ebm_opt,
+            dual_opt=dual_opt,
+        )
+        return new_state, metrics
+
+    return step
+
+
+def make_cached_chunk(
+    config: TrainConfig,
+    flow: nn.Module,
+    ebm: nn.Module,
+    every: int,
+    num_steps: int,
+    n: int,
+) -> Callable:
+    """Compiled ``(states, x (n, dim), start) -> (states, metrics (seeds, num_steps))`` over
+    a leading seed axis. Step ``t = start + i`` refreshes the cache first when ``t % every == 0``.
+    Minibatches of ``config.batch_size`` rows are drawn as in :class:`adasym_jax.runner.Trainer`.
+    ``config.method == "nf"`` runs maximum likelihood and never samples a cache.
+    """
+    if every < 1:
+        raise ValueError(f"the ζ refresh period must be >= 1, got {every}")
+    bs = config.batch_size
+    minibatch = bs is not None and bs < n
+    if config.method == "nf":
+        core = make_train_step(config, flow, ebm)
+        step: Callable = lambda s, xb: core(s, xb)  # noqa: E731
+    else:
+        step = make_cached_dual_step(config, flow, ebm)
+    refresh = config.method != "nf"
+
+    def one_seed(state: CachedState, x: Array, start: Array):
+        def body(s, t):
+            if refresh:
+                s = jax.lax.cond(t % every == 0, lambda s_: refresh_cache(flow, s_), lambda s_: s_, s)
+            if minibatch:
+                idx = jax.random.permutation(jax.random.fold_in(s.key, 0x5EED), n)[:bs]
+                xb = x[idx]
+            else:
+                xb = x
+            return step(s, xb)
+
+        return jax.lax.scan(body, state, start + jnp.arange(num_steps))
+
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
