@@ -1,0 +1,210 @@
+"""Baselines that run through the same state and runner as the dual method.
+
+* WGAN-GP (Gulrajani et al., 2017) with the flow's sampler as generator and the residual EBM
+  as critic (Section 5.1, Appendix D.1): :func:`make_wgan_step`, picked by
+  ``TrainConfig(method="wgan")``.
+* The fixed-weight penalty (P-W) over a grid of weight pairs as ONE vmapped program:
+  :func:`pw_grid_lambdas`, :func:`init_pw_grid` and :func:`fit_pw_grid`.
+
+Maximum likelihood (NF) lives in :mod:`adasym_jax.train` (``method="nf"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from typing import Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from adasym_jax.config import TrainConfig
+from adasym_jax.runner import FitResult, Seeds, Trainer, fit, seed_list
+from adasym_jax.state import TrainState, adam, init_state
+from adasym_jax.train import StepFn, as_batch
+from adasym_jax.validation import check_points
+
+Array = jax.Array
+sg = jax.lax.stop_gradient
+
+#: The weight values of Appendix D.1: (w_fw, w_rv) ∈ PW_WEIGHTS², w_prx = 1.
+PW_WEIGHTS: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+# --------------------------------------------------------------------------------------
+# WGAN-GP
+# --------------------------------------------------------------------------------------
+def _gradient_penalty(critic, x_hat: Array, ctx: Optional[Array]) -> Array:
+    """mean_i (‖∇ₓ critic(x̂_i)‖ − 1)² over rows ``x_hat (n, dim)`` (rows are independent)."""
+    grads = jax.grad(lambda z: jnp.sum(critic(z, ctx)))(x_hat)
+    norms = jnp.sqrt(jnp.sum(grads**2, axis=-1) + 1e-12)
+    return jnp.mean((norms - 1.0) ** 2)
+
+
+def make_wgan_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> StepFn:
+    """WGAN-GP step: ``step(state, batch) -> (state, metrics)``, same state as every method.
+
+    Per step, ``config.critic_steps`` critic updates of ψ (Adam, ``lr_ebm``) on
+    ``mean f_ψ(y) − mean f_ψ(x) + gp_weight · mean(‖∇f_ψ(x̂)‖ − 1)²`` with fresh flow samples
+    y and x̂ uniform interpolates of x and y; then one generator update of θ (Adam,
+    ``lr_flow``) on ``−mean f_ψ(y_θ)``, differentiated along the sampling path y_θ = g_θ(z).
+    The critic is the EBM, so f_ψ is high on data (an unnormalized log-density). One
+    spectral-norm power iteration runs per critic update. λ is left untouched.
+    ``fw_nll`` (train NLL of p_θ) is reported for monitoring only; it does not drive θ.
+    """
+    flow_tx, ebm_tx = adam(config.lr_flow, config), adam(config.lr_ebm, config)
+
+    def step(state: TrainState, batch) -> tuple[TrainState, dict]:
+        x, ctx = as_batch(batch)
+        n = x.shape[0]
+        key, k_critic, k_gen = jax.random.split(state.key, 3)
+        theta = state.flow_params
+
+        def critic_update(carry, k):
+            psi, stats, opt = carry
+            k_y, k_eps = jax.random.split(k)
+            y = sg(flow.apply({"params": theta}, k_y, n, ctx, method="sample"))
+            _, new_vars = ebm.apply(
+                {"params": psi, "spectral": stats}, y, ctx, update_stats=True, mutable=["spectral"]
+            )
+            stats = new_vars["spectral"]
+            eps = jax.random.uniform(k_eps, (n, 1))
+            x_hat = eps * x + (1.0 - eps) * y
+
+            def loss(psi_):
+                critic = lambda z, c: ebm.apply({"params": psi_, "spectral": stats}, z, c)  # noqa: E731
+                f = critic(jnp.concatenate([x, y]), None if ctx is None else jnp.concatenate([ctx, ctx]))
+                w_dist = jnp.mean(f[:n]) - jnp.mean(f[n:])
+                gp = _gradient_penalty(critic, x_hat, ctx)
+                return -w_dist + config.gp_weight * gp, (w_dist, gp)
+
+            (_, (w_dist, gp)), g = jax.value_and_grad(loss, has_aux=True)(psi)
+            updates, opt = ebm_tx.update(g, opt, psi)
+            psi = optax.apply_updates(psi, updates)
+            return (psi, stats, opt), (w_dist, gp, optax.global_norm(g))
+
+        keys = jax.random.split(k_critic, config.critic_steps)
+        (psi, stats, ebm_opt), (w_dists, gps, g_norms) = jax.lax.scan(
+            critic_update, (state.ebm_params, state.ebm_stats, state.ebm_opt), keys
+        )
+
+        def gen_loss(theta_):
+            y, _ = flow.apply({"params": theta_}, k_gen, n, ctx, method="sample_and_log_prob")
+            return -jnp.mean(ebm.apply({"params": psi, "spectral": stats}, y, ctx))
+
+        g_loss, g_theta = jax.value_and_grad(gen_loss)(theta)
+        updates, flow_opt = flow_tx.update(g_theta, state.flow_opt, theta)
+        new_theta = optax.apply_updates(theta, updates)
+        train_nll = -jnp.mean(flow.apply({"params": theta}, x, ctx, method="log_prob"))
+
+        metrics = {
+            "fw_nll": train_nll,
+            "wasserstein": w_dists[-1],
+            "gradient_penalty": gps[-1],
+            "generator_loss": g_loss,
+            "grad_norm_flow": optax.global_norm(g_theta),
+            "grad_norm_ebm": g_norms[-1],
+        }
+        new_state = state.replace(
+            step=state.step + 1,
+            key=key,
+            flow_params=new_theta,
+            ebm_params=psi,
+            ebm_stats=stats,
+            flow_opt=flow_opt,
+            ebm_opt=ebm_opt,
+        )
+        return new_state, metrics
+
+    return step
+
+
+# --------------------------------------------------------------------------------------
+# P-W weight grid as one vmapped program
+# --------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class GridMember:
+    """One member of a P-W grid program: its training ``seed`` and weights."""
+
+    seed: int
+    w_fw: float
+    w_rv: float
+    w_prx: float
+
+
+def pw_grid_members(
+    seeds: Seeds, weights: Sequence[float] = PW_WEIGHTS, w_prx: float = 1.0
+) -> list[GridMember]:
+    """All (seed, w_fw, w_rv) combinations, seed-major: ``len(seeds) · len(weights)²`` members."""
+    ws = [float(w) for w in weights]
+    if not ws or any(not np.isfinite(w) or w < 0 for w in ws):
+        raise ValueError(f"P-W weights must be finite and >= 0, got {list(weights)}")
+    return [GridMember(s, a, b, float(w_prx)) for s in seed_list(seeds) for a, b in itertools.product(ws, ws)]
+
+
+def pw_grid_lambdas(members: Sequence[GridMember]) -> dict[str, np.ndarray]:
+    """The fixed multipliers of each member: name -> ``(num_members,)`` float32 (ζ ones are 0)."""
+    m = len(members)
+    return {
+        "fw": np.array([g.w_fw for g in members], np.float32),
+        "rv": np.array([g.w_rv for g in members], np.float32),
+        "prx": np.array([g.w_prx for g in members], np.float32),
+        "zeta_u": np.zeros(m, np.float32),
+        "zeta_l": np.zeros(m, np.float32),
+    }
+
+
+def init_pw_grid(trainer: Trainer, members: Sequence[GridMember]) -> TrainState:
+    """Stacked states (leading axis = members) for a P-W grid; member i starts exactly as
+    ``Trainer(config.replace(weights=(w_fw, w_rv, w_prx))).init([seed])`` would.
+
+    ``trainer.config.method`` must be ``"weighted"`` (λ then stays fixed during training).
+    """
+    if trainer.config.method != "weighted":
+        raise ValueError(f"a P-W grid needs method='weighted', got {trainer.config.method!r}")
+    if not members:
+        raise ValueError("empty P-W grid")
+    keys = jnp.stack([jax.random.PRNGKey(g.seed) for g in members])
+    lambdas = {k: jnp.asarray(v) for k, v in pw_grid_lambdas(members).items()}
+    cfg, flow, ebm, dim = trainer.config, trainer.flow, trainer.ebm, trainer.dim
+    fn = lambda k, lam: init_state(cfg, flow, ebm, k, dim, lam)  # noqa: E731
+    return jax.jit(jax.vmap(fn))(keys, lambdas)
+
+
+def fit_pw_grid(
+    data: Array,
+    *,
+    config: TrainConfig = TrainConfig(method="weighted"),
+    seeds: Seeds = 1,
+    weights: Sequence[float] = PW_WEIGHTS,
+    w_prx: float = 1.0,
+    num_steps: int = 1000,
+    eval_every: int = 100,
+    test_data: Optional[Array] = None,
+    progress: bool = True,
+) -> tuple[FitResult, list[GridMember]]:
+    """Train every (seed, w_fw, w_rv) member of the P-W grid in one vmapped program.
+
+    Returns the :class:`~adasym_jax.runner.FitResult` (its leading axis, and ``seeds``, index
+    the members) and the member list that names each row.
+    """
+    config = config.replace(method="weighted")
+    members = pw_grid_members(seeds, weights, w_prx)
+    check_points(data, None, "data", min_rows=2)
+    trainer = Trainer(config, data.shape[1])
+    state = init_pw_grid(trainer, members)
+    result = fit(
+        data,
+        config=config,
+        seeds=len(members),
+        num_steps=num_steps,
+        eval_every=eval_every,
+        test_data=test_data,
+        state=state,
+        progress=progress,
+        trainer=trainer,
+    )
+    return result, members

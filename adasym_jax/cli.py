@@ -1,0 +1,486 @@
+"""The ``adasym`` command: ``train``, ``evaluate``, ``sample`` and ``plot`` (thin wrappers
+around library calls; parsing and printing only).
+
+Extensions: for each module in :data:`EXTENSIONS` that can be imported, ``register(subparsers)``
+is called at parser build time; it adds a subcommand whose parser sets ``func=handler`` with
+``handler(args) -> int | None`` (via ``set_defaults``). A module that does not exist is
+skipped; an error inside one that exists is not hidden. Handlers report bad input by raising
+``ValueError`` (or ``OSError``): the command prints its first line to stderr and exits 1.
+
+Exit codes: 0 success, 1 bad input, 2 bad usage, 3 training diverged (last good checkpoint
+saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+
+EXTENSIONS = ("adasym_jax.sbi_cli", "adasym_jax.latent_cli")
+#: Files a run folder may contain; ``--overwrite`` removes exactly these.
+RUN_FILES = ("config.json", "metrics.json", "checkpoint.json", "density.png", "curves.png", "data_preview.npy", "state*.msgpack")
+DEMO = {"dataset": "moons", "method": "adasym", "seeds": "2", "steps": 300, "eval_every": 50}
+DEFAULTS = {"method": "adasym", "seeds": "5", "steps": 1000, "eval_every": 100}
+PREVIEW_ROWS = 5000
+
+
+class UsageError(ValueError):
+    """Bad command-line usage (exit code 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so errors stay one line."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise UsageError(f"{self.prog}: {message}")
+
+
+# --------------------------------------------------------------------------------------
+# parser
+# --------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, including registered extension subcommands."""
+    parser = _Parser(prog="adasym", description="Adaptive symmetrization of the KL divergence: train and use flow + EBM pairs.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a flow p_θ and EBM q_ψ for several seeds at once")
+    src = t.add_mutually_exclusive_group()
+    src.add_argument("--dataset", help="built-in 2D set: gmm40, gmm_grid, gmm_ring, rings, spiral, moons (default with no data flag: a short moons demo)")
+    src.add_argument("--data", help="training array, .npy or .npz[:key], shape (n, dim)")
+    t.add_argument("--test-data", help="test array of the same dim (default: the built-in test split, or a held-out part of --data)")
+    t.add_argument("--test-fraction", type=float, default=0.1, help="with --data and no --test-data: fraction held out for testing (default 0.1; 0 tests on the training data)")
+    t.add_argument("--method", help="adasym (default), nf, weighted or wgan")
+    t.add_argument("--steps", type=int, help="total training steps (default 1000; demo 300)")
+    t.add_argument("--seeds", help="'5' = seeds 0-4; '2,7' = exactly those (default 5; demo 2)")
+    t.add_argument("--out", required=True, help="run folder to create")
+    t.add_argument("--eval-every", type=int, help="steps between test evaluations (default 100; demo 50)")
+    t.add_argument("--checkpoint-every", type=int, default=0, help="also save the checkpoint every K steps (rounded up to --eval-every; default: at the end only)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override, repeatable (e.g. --set lr_flow=1e-4)")
+    t.add_argument("--standardize", choices=("auto", "on", "off"), default="auto", help="standardize data (auto: user data and spiral); statistics are saved with the run and NLLs reported in data units")
+    t.add_argument("--data-seed", type=int, default=0, help="seed of the built-in data sets (default 0)")
+    t.add_argument("--n-train", type=int, help="built-in sets: training points (default: the paper's)")
+    t.add_argument("--n-test", type=int, help="built-in sets: test points (default 10000)")
+    t.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="log-densities of p_θ and q̃_ψ on an array")
+    e.add_argument("--run", required=True, help="run folder")
+    e.add_argument("--data", required=True, help="array .npy/.npz[:key] of shape (n, dim)")
+    e.add_argument("--out", required=True, help="output .npz with log_p, log_q (seeds × n) and log_zeta (seeds)")
+    e.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("sample", help="samples of p_θ, or of q_ψ by Langevin dynamics")
+    s.add_argument("--run", required=True, help="run folder")
+    s.add_argument("--num", type=int, required=True, help="samples per seed")
+    s.add_argument("--out", required=True, help="output .npy of shape seeds × num × dim")
+    s.add_argument("--model", choices=("p", "q"), default="p", help="p: the flow (default); q: Langevin on the EBM from flow samples")
+    s.add_argument("--context", help="conditional runs: the condition u as comma-separated numbers")
+    s.add_argument("--langevin-steps", type=int, default=2000, help="Langevin steps for --model q (D.4: 2000)")
+    s.add_argument("--step-size", type=float, default=1e-4, help="Langevin step size (D.4: 1e-4)")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed")
+    s.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("plot", help="density maps and training curves of a run as PNG")
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--out", help="folder for the PNGs (default: the run folder)")
+    p.set_defaults(func=cmd_plot)
+
+    for name in EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == name:
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+# --------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------
+def parse_seeds(text: str):
+    """``"5"`` -> 5 (seeds 0–4); ``"2,7"`` -> [2, 7]. Raises ``ValueError`` on bad input."""
+    from adasym_jax.runner import seed_list
+
+    parts = [p.strip() for p in str(text).split(",") if p.strip()]
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        raise ValueError(f"--seeds must be a count or a comma-separated list of integers, got {text!r}") from None
+    if not vals:
+        raise ValueError("--seeds is empty")
+    if any(v < 0 for v in vals):
+        raise ValueError(f"seeds must be >= 0, got {text!r}")
+    spec = vals[0] if len(parts) == 1 and "," not in text else vals
+    return seed_list(spec)
+
+
+def parse_context(text: Optional[str]) -> Optional[np.ndarray]:
+    if text is None:
+        return None
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--context must be comma-separated numbers, got {text!r}") from None
+    arr = np.asarray(vals, np.float32)
+    if arr.size == 0 or not np.all(np.isfinite(arr)):
+        raise ValueError(f"--context must be finite numbers, got {text!r}")
+    return arr
+
+
+def _device() -> str:
+    import jax
+
+    d = jax.devices()[0]
+    return f"{d.platform}:{getattr(d, 'device_kind', '?')} x{jax.device_count()}"
+
+
+def _save_array(path: str, write) -> None:
+    """Write through a temporary file in the target folder, renamed into place."""
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise ValueError(f"{target.parent}: output folder does not exist")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _clear_run(out: Path) -> None:
+    for pattern in RUN_FILES:
+        for f in out.glob(pattern):
+            if f.is_file():
+                f.unlink()
+
+
+# --------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------
+def _load_train_data(settings: dict[str, Any]):
+    """(train, test, standardizer) in data coordinates from the run settings."""
+    from adasym_jax.arrays import load_array
+    from adasym_jax.checkpoint import Standardization
+    from adasym_jax.data import load_dataset
+
+    test = None
+    if settings.get("dataset"):
+        train, test = load_dataset(settings["dataset"], settings.get("n_train"), settings.get("n_test"), settings.get("data_seed", 0))
+    else:
+        train = load_array(settings["data"], "training data")
+    if settings.get("test_data"):
+        test = load_array(settings["test_data"], "test data", dim=train.shape[1], min_rows=1)
+    elif test is None:
+        n_test = int(round(float(settings.get("test_fraction", 0.1)) * len(train)))
+        if n_test >= 1 and len(train) - n_test >= 2:
+            perm = np.random.default_rng(settings.get("data_seed", 0)).permutation(len(train))
+            train, test = train[perm[n_test:]], train[perm[:n_test]]
+        else:
+            test = train
+    std = settings.get("standardization")
+    standardizer = None if std is None else Standardization.from_dict(std)
+    return train, test, standardizer
+
+
+def _new_settings(args):
+    """Settings of a new run from the arguments, plus ``(train, test, standardizer)``."""
+    from adasym_jax.checkpoint import Standardization
+    from adasym_jax.data import dataset_spec
+
+    demo = args.dataset is None and args.data is None
+    base = DEMO if demo else DEFAULTS
+    settings: dict[str, Any] = {
+        "dataset": args.dataset or (DEMO["dataset"] if demo else None),
+        "data": os.path.abspath(args.data) if args.data else None,
+        "test_data": os.path.abspath(args.test_data) if args.test_data else None,
+        "test_fraction": args.test_fraction,
+        "data_seed": args.data_seed,
+        "n_train": args.n_train,
+        "n_test": args.n_test,
+        "method": args.method or base["method"],
+        "seeds": parse_seeds(args.seeds or base["seeds"]),
+        "steps": args.steps if args.steps is not None else base["steps"],
+        "eval_every": args.eval_every if args.eval_every is not None else base["eval_every"],
+        "demo": demo,
+    }
+    if settings["dataset"]:
+        dataset_spec(settings["dataset"])  # unknown names fail here
+    if not 0.0 <= args.test_fraction < 1.0:
+        raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
+    train, test, _ = _load_train_data(settings)
+    standardize = args.standardize == "on" or (
+        args.standardize == "auto" and (settings["data"] is not None or settings["dataset"] == "spiral")
+    )
+    standardizer = Standardization.fit(train) if standardize else None
+    settings["standardization"] = None if standardizer is None else standardizer.to_dict()
+    return settings, train, test, standardizer
+
+
+def _to_model(standardizer, x: np.ndarray) -> np.ndarray:
+    return x if standardizer is None else np.asarray(standardizer.apply(x), np.float32)
+
+
+def _build_config(method: str, overrides: Sequence[str]):
+    from adasym_jax.config import METHODS, TrainConfig, parse_override
+
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    config = TrainConfig(method=method)
+    for text in overrides:
+        config = parse_override(text, config)
+        if config.method != method:
+            raise ValueError("set the method with --method, not --set method=...")
+    if config.context_dim:
+        raise ValueError("adasym train fits unconditional models; context_dim must be 0 (see `adasym sbi`)")
+    return config
+
+
+def cmd_train(args) -> int:
+    import json
+
+    from adasym_jax.checkpoint import save_checkpoint
+    from adasym_jax.results import CONFIG_FILE, METRICS_FILE, is_run, load_run, metrics_from_fit, write_json
+    from adasym_jax.runner import NonFiniteError, Trainer, fit
+
+    out = Path(args.out)
+    for name in ("steps", "eval_every"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {v}")
+    if args.checkpoint_every < 0:
+        raise ValueError("--checkpoint-every must be >= 0")
+    if args.resume and args.overwrite:
+        raise UsageError("adasym train: --resume and --overwrite exclude each other")
+
+    previous = None
+    if args.resume:
+        given = [f for f in ("dataset", "data", "test_data", "method", "seeds") if getattr(args, f) is not None] + (
+            ["set"] if args.overrides else []
+        )
+        if given:
+            raise ValueError(f"--resume takes data, method, seeds and config from {out}; drop --{given[0].replace('_', '-')}")
+        run = load_run(out)
+        config, state, settings = run.config, run.state, dict(run.settings)
+        if not settings:
+            raise ValueError(f"{out}: {CONFIG_FILE} is missing or unreadable; cannot resume")
+        if args.steps is not None:
+            settings["steps"] = args.steps
+        if args.eval_every is not None:
+            settings["eval_every"] = args.eval_every
+        seeds = run.seeds
+        train, test, standardizer = _load_train_data(settings)
+        if train.shape[1] != run.dim:
+            raise ValueError(f"{out}: the run's data now has dim {train.shape[1]}, the checkpoint {run.dim}")
+        trainer = run.trainer
+        if (out / METRICS_FILE).is_file():
+            previous = json.loads((out / METRICS_FILE).read_text())
+        done = int(np.asarray(state.step).reshape(-1)[0])
+        remaining = settings["steps"] - done
+        if remaining <= 0:
+            print(f"{out} is already at step {done} (target {settings['steps']}); pass a larger --steps to continue")
+            return 0
+    else:
+        settings, train, test, standardizer = _new_settings(args)
+        config = _build_config(settings["method"], args.overrides)
+        seeds = settings["seeds"]
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"{out} exists and is not a folder")
+        if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+            hint = " or --resume to continue it" if is_run(out) else ""
+            raise ValueError(f"{out} already exists and is not empty; pass --overwrite to replace it{hint}")
+        if out.is_dir() and args.overwrite and any(out.iterdir()) and not is_run(out):
+            leftover = [p.name for p in out.iterdir()]
+            raise ValueError(f"{out} is not a run folder ({', '.join(leftover[:3])} ...); refusing to overwrite it")
+        trainer = Trainer(config, train.shape[1])
+        state = trainer.init(seeds)
+        done, remaining = 0, settings["steps"]
+    settings["command"] = "adasym " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "adasym train"
+    settings["device"] = _device()
+    settings["dim"] = int(train.shape[1])
+    x, x_test = _to_model(standardizer, train), _to_model(standardizer, test)
+
+    created = not out.exists()
+    first_save = [not args.resume]
+
+    def save(state_, metrics_=None) -> None:
+        if first_save[0]:
+            # Only now touch the folder: replace an old run, keep a data preview for `plot`.
+            first_save[0] = False
+            if args.overwrite and out.is_dir():
+                _clear_run(out)
+            out.mkdir(parents=True, exist_ok=True)
+            preview = train[np.random.default_rng(0).permutation(len(train))[:PREVIEW_ROWS]]
+            _save_array(str(out / "data_preview.npy"), lambda f: np.save(f, preview))
+        save_checkpoint(out, state_, config, train.shape[1], seeds, standardization=standardizer)
+        write_json(out / CONFIG_FILE, {"config": config.to_dict(), "run": settings})
+        if metrics_ is not None:
+            write_json(out / METRICS_FILE, metrics_)
+
+    eval_every = settings["eval_every"]
+    seg = remaining if args.checkpoint_every == 0 else max(eval_every, -(-args.checkpoint_every // eval_every) * eval_every)
+    metrics = previous
+    left = remaining
+    try:
+        while left > 0:
+            n = min(seg, left)
+            result = fit(
+                x,
+                config=config,
+                seeds=len(seeds),
+                num_steps=n,
+                eval_every=eval_every,
+                test_data=x_test,
+                state=state,
+                progress=not args.quiet,
+                trainer=trainer,
+            )
+            result.seeds = list(seeds)
+            metrics = metrics_from_fit(result, standardizer, metrics)
+            state, left = result.state, left - n
+            save(state, metrics)
+    except NonFiniteError as err:
+        save(err.last_good_state, metrics)
+        good = int(np.asarray(err.last_good_state.step).reshape(-1)[0])
+        print(f"adasym: error: {err} (saved the step-{good} checkpoint to {out})", file=sys.stderr)
+        return 3
+    except BaseException:
+        if created and not args.resume and out.is_dir() and not is_run(out):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+    if not args.no_plots:
+        from adasym_jax.plotting import plot_run
+        from adasym_jax.results import load_run as _load
+
+        plot_run(_load(out), train[:PREVIEW_ROWS], metrics, out)
+    _print_summary(metrics, out)
+    return 0
+
+
+def _print_summary(metrics: dict[str, Any], out: Path) -> None:
+    best = np.asarray(metrics["best_test_nll_p"], np.float64)
+    last = np.asarray(metrics["last_test_nll_p"], np.float64)
+    print(
+        f"{metrics['method']}: {len(metrics['seeds'])} seeds, step {metrics['final_step']}, "
+        f"{metrics['steps_per_second']:.2f} steps/s (compile {metrics['compile_seconds']:.1f} s)"
+    )
+    print(f"test NLL of p_θ: best {np.nanmean(best):.4f} ± {np.nanstd(best):.4f}, last {np.nanmean(last):.4f} ± {np.nanstd(last):.4f}")
+    print(f"wrote {out}")
+
+
+# --------------------------------------------------------------------------------------
+# evaluate, sample, plot
+# --------------------------------------------------------------------------------------
+def cmd_evaluate(args) -> int:
+    from adasym_jax.arrays import load_array
+    from adasym_jax.results import evaluate_run, load_run
+
+    run = load_run(args.run)
+    x = load_array(args.data, "data", dim=run.dim, min_rows=1)
+    ev = evaluate_run(run, x)
+    _save_array(args.out if args.out.endswith(".npz") else args.out + ".npz", lambda f: np.savez(f, **ev))
+    nll_p, nll_q = -ev["log_p"].mean(axis=1), -ev["log_q"].mean(axis=1)
+    for s, a, b, z in zip(run.seeds, nll_p, nll_q, ev["log_zeta"]):
+        print(f"seed {s}: NLL p_θ {a:.4f}  NLL q̃_ψ {b:.4f}  log ζ̂ {z:.4f}")
+    print(f"mean over {len(run.seeds)} seeds: NLL p_θ {nll_p.mean():.4f}  NLL q̃_ψ {nll_q.mean():.4f}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    import jax
+
+    from adasym_jax.results import load_run, sample_run
+
+    run = load_run(args.run)
+    context = parse_context(args.context)
+    samples = sample_run(
+        run, args.num, jax.random.PRNGKey(args.seed), args.model, context, args.langevin_steps, args.step_size
+    )
+    if not np.all(np.isfinite(samples)):
+        raise ValueError("sampling produced NaN or infinite values (try a smaller --step-size)")
+    _save_array(args.out, lambda f: np.save(f, samples))
+    print(f"wrote {args.out}: shape {samples.shape}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    import json
+
+    from adasym_jax.plotting import plot_run
+    from adasym_jax.results import METRICS_FILE, load_run
+
+    run = load_run(args.run)
+    out = Path(args.out) if args.out else run.directory
+    if not out.is_dir():
+        raise ValueError(f"{out}: output folder does not exist")
+    preview = run.directory / "data_preview.npy"
+    if preview.is_file():
+        data = np.load(preview)
+    else:
+        data, _, _ = _load_train_data(run.settings) if run.settings else (None, None, None)
+        if data is None:
+            raise ValueError(f"{run.directory}: no data_preview.npy and no data source in config.json")
+    metrics_path = run.directory / METRICS_FILE
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    for path in plot_run(run, data, metrics, out):
+        print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------
+# entry point
+# --------------------------------------------------------------------------------------
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command; returns the exit code (the console script passes it to ``sys.exit``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        print(f"{err}", file=sys.stderr)
+        return 2
+    except SystemExit as err:  # --help
+        return int(err.code or 0)
+    if args.version:
+        from adasym_jax import __version__
+
+        print(__version__)
+        return 0
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        code = args.func(args)
+    except UsageError as err:
+        print(f"{err}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as err:
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"adasym: error: {msg}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("adasym: interrupted", file=sys.stderr)
+        return 130
+    return 0 if code is None else int(code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
