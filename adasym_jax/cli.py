@@ -312,7 +312,7 @@ def cmd_train(args) -> int:
         trainer = Trainer(config, train.shape[1])
         state = trainer.init(seeds)
         done, remaining = 0, settings["steps"]
-    settings["command"] = "adasym " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "adasym train"
+    settings["command"] = "adasym " + shlex.join(getattr(args, "argv", ["train"]))
     settings["device"] = _device()
     settings["dim"] = int(train.shape[1])
     x, x_test = _to_model(standardizer, train), _to_model(standardizer, test)
@@ -459,6 +459,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     except SystemExit as err:  # --help
         return int(err.code or 0)
+    args.argv = argv
     if args.version:
         from adasym_jax import __version__
 
