@@ -96,6 +96,12 @@ def spline_knots(
     )
 
 
+def _clip01(v: Array) -> Array:
+    # Clip round-off excursions out of [0, 1] without touching the gradient (jnp.clip would
+    # halve it at exactly 0 or 1, i.e. at knots and at ±B).
+    return v + jax.lax.stop_gradient(jnp.clip(v, 0.0, 1.0) - v)
+
+
 def _gather(a: Array, idx: Array) -> Array:
     return jnp.take_along_axis(a, idx[..., None], axis=-1)[..., 0]
 
@@ -140,7 +146,7 @@ def rqs_forward(
     idx = _bin_index(knots.xs, xs)
     x0, w, y0, h, d0, d1 = _bin_quantities(knots, idx)
     s = h / w
-    xi = jnp.clip((xs - x0) / w, 0.0, 1.0)
+    xi = _clip01((xs - x0) / w)
     xi1m = xi * (1.0 - xi)
     denom = s + (d0 + d1 - 2.0 * s) * xi1m
     y = y0 + h * (s * xi**2 + d0 * xi1m) / denom
@@ -175,7 +181,7 @@ def rqs_inverse(
     b = h * d0 - dy * t
     c = -s * dy
     disc = jnp.maximum(b**2 - 4.0 * a * c, 0.0)
-    xi = jnp.clip((2.0 * c) / (-b - jnp.sqrt(disc)), 0.0, 1.0)
+    xi = _clip01((2.0 * c) / (-b - jnp.sqrt(disc)))
     x = x0 + xi * w
     xi1m = xi * (1.0 - xi)
     denom = s + t * xi1m
