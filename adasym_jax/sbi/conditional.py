@@ -1,0 +1,187 @@
+"""The conditional dual step of Appendix B.6: p_θ(β | u) and q_ψ(β | u) trained together.
+
+Per step, on a batch of simulations (β_i, u_i), i = 1..n:
+
+* forward NLL  −mean_i log p_θ(β_i | u_i);
+* reverse KL   T · mean_i [log p_θ(y_i | u_i) − log q̃_ψ(y_i | u_i) + log ζ(u_i)], y_i ~ p_θ(· | u_i);
+* proxy NLL    −mean_i [log q̃_ψ(β_i | u_i) − log ζ(u_i)]  (a partition function per condition);
+* ζ constraint 1 ≤ mean_i ζ(u_i) ≤ 1 + ε_ζ.
+
+Each ζ(u_i) is estimated by importance sampling (Algorithm 2) from ``K`` flow samples drawn
+at that condition (``zeta_per_condition``): ``n·K`` forward passes of the EBM. The ψ
+gradient is eq. (15) written per condition,
+
+  −λ_prx mean_i ∇f(β_i) − λ_rv T mean_i ∇f(y_i) + mean_i c_i ∇ζ(u_i),
+  c_i = (λ_rv T + λ_prx) / ζ(u_i) + λ_u − λ_l,
+
+with ∇ζ(u_i) ≈ w(y_i) ∇f(y_i) from the reverse-KL sample (``zeta_grad="batch"``, eq. (15) as
+printed; the K samples then need a forward pass only) or the mean over the K samples
+(``"importance"``, eq. (14)). θ and λ use :mod:`adasym_jax.objective` unchanged; the
+constraint values are :func:`~adasym_jax.objective.constraint_values` with the mean of log ζ(u_i)
+(rv and prx are linear in it) and ``zeta`` replaced by mean_i ζ(u_i).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from adasym_jax import objective as obj
+from adasym_jax.config import TrainConfig
+from adasym_jax.state import TrainState, adam, dual_optimizer
+from adasym_jax.train import StepFn, as_batch
+
+Array = jax.Array
+sg = jax.lax.stop_gradient
+
+#: Default K, flow samples per condition for ζ(u_i); see benchmarks/results/sbi.md for the measurement.
+DEFAULT_ZETA_PER_CONDITION = 4
+
+
+def conditional_psi_surrogate(
+    log_q_x: Array,
+    log_q_y: Array,
+    log_zeta: Array,
+    zeta_log_q: Array,
+    zeta_log_p: Array,
+    lambdas: Mapping[str, Array],
+    temperature: float = 1.0,
+) -> Array:
+    """Surrogate loss for ψ whose gradient is the per-condition eq. (15) above.
+
+    ``log_q_x (n,)``, ``log_q_y (n,)`` and ``zeta_log_q (n, J)`` depend on ψ; ``log_zeta (n,)``
+    (log ζ(u_i) estimates) and ``zeta_log_p (n, J)`` are constants. Row i of ``zeta_log_q`` /
+    ``zeta_log_p`` holds the J samples at condition u_i whose importance weights carry ∇ζ(u_i).
+    """
+    lam = {k: sg(v) for k, v in lambdas.items()}
+    coef = (lam["rv"] * temperature + lam["prx"]) * jnp.exp(-sg(log_zeta)) + lam["zeta_u"] - lam["zeta_l"]
+    w = jnp.exp(sg(zeta_log_q) - sg(zeta_log_p))
+    grad_zeta = jnp.mean(w * zeta_log_q, axis=-1)
+    return -lam["prx"] * jnp.mean(log_q_x) - lam["rv"] * temperature * jnp.mean(log_q_y) + jnp.mean(coef * grad_zeta)
+
+
+def conditional_constraint_values(
+    log_p_x: Array, log_q_x: Array, log_p_y: Array, log_q_y: Array, log_zeta: Array, temperature: float = 1.0
+) -> dict[str, Array]:
+    """B.6's constraint values (scalars) from per-condition arrays ``(n,)`` and ``log_zeta (n,)``."""
+    values = obj.constraint_values(log_p_x, log_q_x, log_p_y, log_q_y, jnp.mean(log_zeta), temperature)
+    values["zeta"] = jnp.mean(jnp.exp(log_zeta))
+    return values
+
+
+def _apply(tx: optax.GradientTransformation, grads, opt_state, params):
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def make_conditional_step(
+    config: TrainConfig, flow: nn.Module, ebm: nn.Module, zeta_per_condition: int = DEFAULT_ZETA_PER_CONDITION
+) -> StepFn:
+    """The conditional dual step (B.6) with the paper's estimators: ``step(state, batch)``.
+
+    ``batch`` is ``(β (n, d), u (n, k))``; one reverse-KL sample per condition
+    (``config.num_reverse_samples`` is ignored); ``config.num_zeta_samples`` is ignored in favour
+    of ``zeta_per_condition`` K. Pure, jit-able and vmappable over seeds like
+    :func:`adasym_jax.train.make_train_step`.
+    """
+    if config.context_dim < 1:
+        raise ValueError("the conditional step needs config.context_dim >= 1")
+    if config.method != "adasym":
+        raise ValueError(f"the conditional dual step is method 'adasym', got {config.method!r}")
+    if zeta_per_condition < 1:
+        raise ValueError(f"zeta_per_condition must be >= 1, got {zeta_per_condition}")
+    T, K = config.temperature, int(zeta_per_condition)
+    flow_tx, ebm_tx, dual_tx = adam(config.lr_flow, config), adam(config.lr_ebm, config), dual_optimizer(config)
+
+    def step(state: TrainState, batch) -> tuple[TrainState, dict]:
+        x, ctx = as_batch(batch)
+        if ctx is None:
+            raise ValueError("the conditional step needs a batch (β, u) with contexts u")
+        n = x.shape[0]
+        key, k_y, k_m = jax.random.split(state.key, 3)
+        theta, psi, lam = state.flow_params, state.ebm_params, state.lambdas
+
+        # ζ(u_i) from K flow samples per condition: forward passes only, plus the power iteration.
+        ctx_m = jnp.repeat(ctx, K, axis=0)
+        y_m, log_p_m = flow.apply({"params": theta}, k_m, n * K, ctx_m, method="sample_and_log_prob")
+        y_m, log_p_m = sg(y_m), sg(log_p_m)
+        log_q_m, new_vars = ebm.apply(
+            {"params": psi, "spectral": state.ebm_stats}, y_m, ctx_m, update_stats=True, mutable=["spectral"]
+        )
+        stats = new_vars["spectral"]
+        log_zeta = obj.log_zeta_estimate(sg(log_q_m).reshape(n, K), log_p_m.reshape(n, K))
+
+        # One reverse-KL sample per condition (no gradient in the paper's estimator).
+        y, log_p_y_s = flow.apply({"params": theta}, k_y, n, ctx, method="sample_and_log_prob")
+        y, log_p_y_s = sg(y), sg(log_p_y_s)
+
+        def psi_loss(psi_):
+            v = {"params": psi_, "spectral": stats}
+            log_q = ebm.apply(v, jnp.concatenate([x, y]), jnp.concatenate([ctx, ctx]))
+            log_q_x, log_q_y = log_q[:n], log_q[n:]
+            if config.zeta_grad == "batch":
+                zq, zp = log_q_y[:, None], log_p_y_s[:, None]
+            else:
+                zq, zp = ebm.apply(v, y_m, ctx_m).reshape(n, K), log_p_m.reshape(n, K)
+            loss = conditional_psi_surrogate(log_q_x, log_q_y, log_zeta, zq, zp, lam, T)
+            return loss, (log_q_x, log_q_y)
+
+        (_, (log_q_x, log_q_y)), g_psi = jax.value_and_grad(psi_loss, has_aux=True)(psi)
+        log_q_x, log_q_y = sg(log_q_x), sg(log_q_y)
+
+        def theta_loss(theta_):
+            if config.reverse_grad == "score":
+                log_p = flow.apply({"params": theta_}, jnp.concatenate([x, y]), jnp.concatenate([ctx, ctx]), method="log_prob")
+                log_p_x, log_p_y = log_p[:n], log_p[n:]
+                loss = obj.theta_surrogate_score(log_p_x, log_p_y, log_q_y, lam, T)
+            else:
+                log_p_x = flow.apply({"params": theta_}, x, ctx, method="log_prob")
+                y_t, log_p_y = flow.apply({"params": theta_}, k_y, n, ctx, method="sample_and_log_prob")
+                log_q_yt = ebm.apply({"params": sg(psi), "spectral": stats}, y_t, ctx)
+                loss = obj.theta_surrogate_pathwise(log_p_x, log_p_y, log_q_yt, lam, T)
+            return loss, (log_p_x, log_p_y)
+
+        (_, (log_p_x, log_p_y)), g_theta = jax.value_and_grad(theta_loss, has_aux=True)(theta)
+        log_p_x, log_p_y = sg(log_p_x), sg(log_p_y)
+
+        values = conditional_constraint_values(log_p_x, log_q_x, log_p_y, log_q_y, log_zeta, T)
+        new_theta, flow_opt = _apply(flow_tx, g_theta, state.flow_opt, theta)
+        new_psi, ebm_opt = _apply(ebm_tx, g_psi, state.ebm_opt, psi)
+        ascent = obj.dual_gradients(values, lam, config.eps_zeta, config.negative_nll)
+        new_lam, dual_opt = _apply(dual_tx, jax.tree.map(lambda g: -g, ascent), state.dual_opt, lam)
+        new_lam = {k: jnp.maximum(v, _floor(config, k)) for k, v in new_lam.items()}
+
+        metrics = {
+            "fw_nll": values["fw"],
+            "rv_kl": values["rv"],
+            "prx_nll": values["prx"],
+            "log_zeta": jnp.mean(log_zeta),
+            "zeta_mean": values["zeta"],
+            "log_zeta_spread": jnp.std(log_zeta),
+            "lagrangian": obj.lagrangian(values, lam, config.eps_zeta, config.negative_nll),
+            "grad_norm_flow": optax.global_norm(g_theta),
+            "grad_norm_ebm": optax.global_norm(g_psi),
+            **{f"lambda_{k}": v for k, v in lam.items()},
+        }
+        new_state = state.replace(
+            step=state.step + 1,
+            key=key,
+            flow_params=new_theta,
+            ebm_params=new_psi,
+            ebm_stats=stats,
+            lambdas=new_lam,
+            flow_opt=flow_opt,
+            ebm_opt=ebm_opt,
+            dual_opt=dual_opt,
+        )
+        return new_state, metrics
+
+    return step
+
+
+def _floor(config: TrainConfig, name: str) -> float:
+    return config.lambda_floor if (config.negative_nll and name in obj.NLL_CONSTRAINTS) else 0.0
