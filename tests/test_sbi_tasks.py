@@ -92,3 +92,21 @@ def test_bad_input_is_reported_before_training():
         T.user_task(prior, lambda k, b: b, [0.5, 0.5])
     with pytest.raises(ValueError, match="NaN"):
         T.validate_task(T.SBITask("bad", 1, 1, prior, lambda k, b: b / 0.0 * 0.0, (0.0,)))
+
+
+def test_load_pairs(tmp_path):
+    beta, u = np.random.default_rng(0).normal(size=(2, 30, 2)).astype(np.float32)
+    np.savez(tmp_path / "sims.npz", beta=beta, u=u)
+    b, uu = T.load_pairs(str(tmp_path / "sims.npz"))
+    np.testing.assert_array_equal(b, beta)
+    np.testing.assert_array_equal(uu, u)
+    np.save(tmp_path / "m.npy", np.concatenate([beta, u], axis=1))
+    b, uu = T.load_pairs(str(tmp_path / "m.npy"), param_dim=2)
+    np.testing.assert_array_equal(uu, u)
+    np.savez(tmp_path / "bad.npz", beta=beta, x=u)
+    with pytest.raises(ValueError, match="'beta' and 'u'"):
+        T.load_pairs(str(tmp_path / "bad.npz"))
+    u[3, 1] = np.nan
+    np.savez(tmp_path / "nan.npz", beta=beta, u=u)
+    with pytest.raises(ValueError, match="NaN"):
+        T.load_pairs(str(tmp_path / "nan.npz"))
