@@ -18,6 +18,7 @@ densities gain ``− Σ log std`` and samples are mapped back with ``z · std + 
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Mapping, Optional
 
 import distrax
@@ -53,26 +54,62 @@ def _fixed_context(context: Any, context_dim: int, what: str) -> Optional[Array]
         return None
     if context is None:
         raise ValueError(f"this {what} is conditional (context_dim={context_dim}); pass the context to fix")
-    context = jnp.asarray(context, jnp.float32)
-    if context.shape not in ((context_dim,), (1, context_dim)):
+    shape = tuple(np.shape(context))
+    if shape not in ((context_dim,), (1, context_dim)):
         raise ValueError(
             f"context must have shape ({context_dim},) or (1, {context_dim}): one fixed condition, "
-            f"got {tuple(context.shape)}; vmap over the export for many conditions"
+            f"got {shape}; vmap over the export for many conditions"
         )
-    if not isinstance(context, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(context))):
+    if isinstance(context, jax.core.Tracer):
+        return jnp.reshape(context, (1, context_dim)).astype(jnp.float32)
+    arr = np.asarray(context, np.float32).reshape(1, context_dim)
+    if not np.all(np.isfinite(arr)):
         raise ValueError("context contains NaN or infinite values")
-    return context.reshape(1, context_dim)
+    return jnp.asarray(arr)
 
 
-def _flat_points(value: Any, dim: int) -> tuple[Array, tuple[int, ...]]:
-    """``(..., dim) -> ((n, dim), batch_shape)``."""
-    value = jnp.asarray(value)
-    if not jnp.issubdtype(value.dtype, jnp.floating):
-        value = value.astype(jnp.float32)
-    if value.ndim == 0 or value.shape[-1] != dim:
-        raise ValueError(f"points must have shape (..., {dim}), got {tuple(value.shape)}")
-    batch = tuple(value.shape[:-1])
-    return value.reshape((-1, dim)), batch
+def _check_points(value: Any, dim: int) -> Any:
+    """Host-side checks of ``(..., dim)`` points (values only when concrete); no compilation."""
+    shape = tuple(np.shape(value))
+    if len(shape) == 0 or shape[-1] != dim:
+        raise ValueError(f"points must have shape (..., {dim}), got {shape}")
+    if not isinstance(value, jax.core.Tracer):
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "fiu":
+            raise ValueError(f"points must be numbers, got dtype {arr.dtype}")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("points contain NaN or infinite values")
+    return value
+
+
+def _flat(x: Array, dim: int) -> tuple[Array, tuple[int, ...]]:
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.float32)
+    return x.reshape((-1, dim)), tuple(x.shape[:-1])
+
+
+# Compiled kernels, cached per (module, shapes): eager calls on an exported model compile once
+# instead of dispatching the flow's layer scan op by op; inside an outer jit they are inlined.
+@functools.partial(jax.jit, static_argnums=(0,))
+def _flow_log_prob(flow: SplineFlow, variables: Any, x: Array, context: Optional[Array]) -> Array:
+    flat, batch = _flat(x, flow.dim)
+    return flow.apply(variables, flat, context, method="log_prob").reshape(batch)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _flow_sample_and_log_prob(flow: SplineFlow, variables: Any, key: Array, n: int, context: Optional[Array]):
+    return flow.apply(variables, key, n, context, method="sample_and_log_prob")
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _ebm_log_unnormalized(ebm: ResidualEBM, dim: int, variables: Any, x: Array, context, shift, scale) -> Array:
+    flat, batch = _flat(x, dim)
+    log_det = 0.0
+    if shift is not None:
+        flat = (flat - shift) / scale
+        log_det = jnp.sum(jnp.log(scale))
+    return (ebm.apply(variables, flat, context) - log_det).reshape(batch)
 
 
 class FlowDistribution(distrax.Distribution):
@@ -114,15 +151,13 @@ class FlowDistribution(distrax.Distribution):
 
     def log_prob(self, value: Array) -> Array:
         """log p_θ(x | c): ``(..., dim) -> (...)``."""
-        x, batch = _flat_points(value, self._flow.dim)
-        out = self._flow.apply(self._variables, x, self._context, method="log_prob")
-        return out.reshape(batch)
+        return _flow_log_prob(self._flow, self._variables, _check_points(value, self._flow.dim), self._context)
 
     def _sample_n(self, key: Array, n: int) -> Array:
-        return self._flow.apply(self._variables, key, n, self._context, method="sample")
+        return self._sample_n_and_log_prob(key, n)[0]
 
     def _sample_n_and_log_prob(self, key: Array, n: int) -> tuple[Array, Array]:
-        return self._flow.apply(self._variables, key, n, self._context, method="sample_and_log_prob")
+        return _flow_sample_and_log_prob(self._flow, self._variables, key, int(n), self._context)
 
 
 def to_distrax(
@@ -174,13 +209,8 @@ class EnergyDensity(struct.PyTreeNode):
 
     def log_unnormalized(self, x: Array) -> Array:
         """log q̃_ψ(x) (in data space if a standardization was given): ``(..., dim) -> (...)``."""
-        flat, batch = _flat_points(x, self.dim)
-        log_det = 0.0
-        if self.shift is not None:
-            flat = (flat - self.shift) / self.scale
-            log_det = jnp.sum(jnp.log(self.scale))
-        out = self.ebm.apply(self.variables, flat, self.context) - log_det
-        return out.reshape(batch)
+        x = _check_points(x, self.dim)
+        return _ebm_log_unnormalized(self.ebm, self.dim, self.variables, x, self.context, self.shift, self.scale)
 
     def log_prob(self, x: Array) -> Array:
         """Estimated normalized log q_ψ(x) = log q̃_ψ(x) − log ζ̂: ``(..., dim) -> (...)``."""
@@ -203,6 +233,11 @@ def estimate_log_zeta(
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     y, log_p = proposal.sample_and_log_prob(seed=key, sample_shape=(int(num_samples),))
     return log_zeta_estimate(log_unnormalized(y), log_p)
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _estimate_energy_log_zeta(energy: EnergyDensity, proposal: distrax.Distribution, key: Array, num: int) -> Array:
+    return estimate_log_zeta(energy.log_unnormalized, proposal, key, num)
 
 
 def to_energy(
@@ -251,12 +286,15 @@ def to_energy(
     )
     if log_zeta is None and proposal is not None:
         key = jax.random.PRNGKey(0) if key is None else key
-        log_zeta = estimate_log_zeta(energy.log_unnormalized, proposal, key, num_samples)
+        if int(num_samples) < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        log_zeta = _estimate_energy_log_zeta(energy, proposal, key, int(num_samples))
     return energy if log_zeta is None else energy.with_log_zeta(log_zeta)
 
 
 def _seed_slice(tree: Any, index: int) -> Any:
-    return jax.tree.map(lambda a: jnp.asarray(a)[index], tree)
+    # Host-side indexing of concrete arrays: no per-shape compilation of a slice.
+    return jax.tree.map(lambda a: a[index] if isinstance(a, jax.core.Tracer) else np.asarray(a)[index], tree)
 
 
 def export_state(
