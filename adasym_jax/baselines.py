@@ -84,7 +84,7 @@ def make_wgan_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> Step
             (_, (w_dist, gp)), g = jax.value_and_grad(loss, has_aux=True)(psi)
             updates, opt = ebm_tx.update(g, opt, psi)
             psi = optax.apply_updates(psi, updates)
-            return (psi, stats, opt), (w_dist, gp, optax.global_norm(g))
+            return (psi, stats, opt), (w_dist, gp, optax.tree.norm(g))
 
         keys = jax.random.split(k_critic, config.critic_steps)
         (psi, stats, ebm_opt), (w_dists, gps, g_norms) = jax.lax.scan(
@@ -105,7 +105,7 @@ def make_wgan_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> Step
             "wasserstein": w_dists[-1],
             "gradient_penalty": gps[-1],
             "generator_loss": g_loss,
-            "grad_norm_flow": optax.global_norm(g_theta),
+            "grad_norm_flow": optax.tree.norm(g_theta),
             "grad_norm_ebm": g_norms[-1],
         }
         new_state = state.replace(

@@ -1,0 +1,235 @@
+"""The `adasym` command, driven in-process through ``main([...])``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from adasym_jax import cli
+from adasym_jax.data import load_dataset
+
+TINY = [
+    "--set", "ebm_blocks=1",
+    "--set", "ebm_hidden=8",
+    "--set", "num_transforms=2",
+    "--set", "num_bins=4",
+    "--set", "flow_hidden=8",
+    "--set", "num_zeta_samples=32",
+    "--set", "eval_zeta_samples=64",
+]  # fmt: skip
+# The same tiny model, data and steps as the notebook's test: the compiled programs are shared
+# through the persistent cache.
+SMALL_DATA = ["--dataset", "moons", "--n-train", "64", "--n-test", "32"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _shared_compilation_cache(tmp_path_factory):
+    """Identical programs built by different Trainers (a resumed run, a reloaded run, the
+    notebook's kernel) compile once: JAX's persistent cache in a per-user temp folder."""
+    import os
+    import tempfile
+
+    import jax
+
+    try:
+        from jax._src import compilation_cache as cc
+    except ImportError:  # pragma: no cover - private module moved
+        yield
+        return
+    path = os.path.join(tempfile.gettempdir(), f"adasym-test-jax-cache-{os.getuid()}")
+    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs", "jax_persistent_cache_min_entry_size_bytes")
+    old = {n: getattr(jax.config, n) for n in names}
+    for n, v in zip(names, (path, 0.0, 0)):
+        jax.config.update(n, v)
+    cc.reset_cache()
+    yield path
+    for n, v in old.items():
+        jax.config.update(n, v)
+    cc.reset_cache()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "demo"
+    code = cli.main(["train", *SMALL_DATA, "--steps", "4", "--eval-every", "2", "--seeds", "3,5,6,8,9", "--out", str(out), "--quiet", *TINY])
+    assert code == 0
+    return out
+
+
+def _one_line_error(capsys, code: int) -> str:
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_train_writes_the_results_contract(run_dir):
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["method"] == "adasym"
+    assert m["seeds"] == [3, 5, 6, 8, 9]
+    assert m["eval_steps"] == [2, 4]
+    for key in ("test_nll_p", "test_nll_q", "log_zeta"):
+        assert np.asarray(m[key]).shape == (5, 2), key
+    assert set(m["lambdas"]) == {"fw", "rv", "prx", "zeta_u", "zeta_l"}
+    assert np.asarray(m["lambdas"]["fw"]).shape == (5, 2)
+    p = np.asarray(m["test_nll_p"])
+    np.testing.assert_allclose(m["best_test_nll_p"], p.min(axis=1))
+    np.testing.assert_allclose(m["last_test_nll_p"], p[:, -1])
+    assert m["steps_per_second"] > 0 and m["compile_seconds"] > 0
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["config"]["ebm_blocks"] == 1 and cfg["run"]["dataset"] == "moons"
+    assert (run_dir / "checkpoint.json").is_file()
+    assert (run_dir / "density.png").stat().st_size > 1000
+    assert (run_dir / "curves.png").stat().st_size > 1000
+
+
+def test_train_refuses_to_overwrite(run_dir, capsys):
+    before = (run_dir / "metrics.json").read_text()
+    code = cli.main(["train", *SMALL_DATA, "--steps", "2", "--out", str(run_dir), *TINY])
+    err = _one_line_error(capsys, code)
+    assert "--overwrite" in err
+    assert (run_dir / "metrics.json").read_text() == before
+
+
+def test_evaluate_matches_the_runs_own_test_nll(run_dir, tmp_path, capsys):
+    _, test = load_dataset("moons", 64, 32)
+    np.save(tmp_path / "test.npy", test)
+    out = tmp_path / "ev.npz"
+    assert cli.main(["evaluate", "--run", str(run_dir), "--data", str(tmp_path / "test.npy"), "--out", str(out)]) == 0
+    ev = np.load(out)
+    assert ev["log_p"].shape == (5, 32) and ev["log_q"].shape == (5, 32) and ev["log_zeta"].shape == (5,)
+    m = json.loads((run_dir / "metrics.json").read_text())
+    # An independent code path (Trainer.evaluate inside fit) gave the same test NLL of p_θ.
+    np.testing.assert_allclose(-ev["log_p"].mean(axis=1), m["last_test_nll_p"], rtol=1e-4, atol=1e-4)
+    assert np.all(np.isfinite(ev["log_q"]))
+    assert "mean over 5 seeds" in capsys.readouterr().out
+
+
+def test_sample_shapes_for_p_and_q(run_dir, tmp_path):
+    out = tmp_path / "s.npy"
+    assert cli.main(["sample", "--run", str(run_dir), "--num", "5", "--out", str(out)]) == 0
+    s = np.load(out)
+    assert s.shape == (5, 5, 2) and np.all(np.isfinite(s))
+    assert cli.main(["sample", "--run", str(run_dir), "--num", "5", "--out", str(out), "--model", "q", "--langevin-steps", "3"]) == 0
+    q = np.load(out)
+    assert q.shape == (5, 5, 2)
+    assert not np.allclose(q, s)  # Langevin moved the flow samples
+
+
+def test_sample_refuses_context_for_unconditional_run(run_dir, tmp_path, capsys):
+    code = cli.main(["sample", "--run", str(run_dir), "--num", "5", "--out", str(tmp_path / "s.npy"), "--context", "0.1,0.2"])
+    assert "context" in _one_line_error(capsys, code)
+    assert not (tmp_path / "s.npy").exists()
+
+
+def test_plot_writes_pngs(run_dir, tmp_path):
+    assert cli.main(["plot", "--run", str(run_dir), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "density.png").is_file() and (tmp_path / "curves.png").is_file()
+
+
+def test_resume_continues_the_step_count(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "resumed"
+    shutil.copytree(run_dir, copy)
+    assert cli.main(["train", "--out", str(copy), "--resume", "--steps", "6", "--quiet", "--no-plots"]) == 0
+    m = json.loads((copy / "metrics.json").read_text())
+    old = json.loads((run_dir / "metrics.json").read_text())
+    assert m["eval_steps"] == [2, 4, 6]
+    assert m["final_step"] == 6
+    np.testing.assert_allclose(np.asarray(m["test_nll_p"])[:, :2], np.asarray(old["test_nll_p"]))
+    assert json.loads((copy / "checkpoint.json").read_text())["step"] == 6
+
+
+def test_non_finite_training_saves_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    import adasym_jax.runner as runner
+
+    def diverging_fit(data, *, state, **kwargs):
+        raise runner.NonFiniteError("training diverged: fw_nll became NaN or infinite at step 3", state, 3, "fw_nll")
+
+    monkeypatch.setattr(runner, "fit", diverging_fit)
+    out = tmp_path / "nan"
+    code = cli.main(["train", *SMALL_DATA, "--steps", "4", "--seeds", "2", "--out", str(out), "--quiet", *TINY])
+    assert code == 3
+    err = _one_line_error(capsys, code)
+    assert "diverged" in err and "checkpoint" in err
+    meta = json.loads((out / "checkpoint.json").read_text())
+    assert meta["step"] == 0 and meta["seeds"] == [0, 1]
+
+
+def _write(path: Path, arr) -> str:
+    np.save(path, arr)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["dataset", "method", "nan", "3d", "garbage", "missing", "dim", "one_row", "seeds", "override"],
+)
+def test_bad_input_gives_one_line_and_no_output(case, tmp_path, capsys):
+    out = tmp_path / "out"
+    good = _write(tmp_path / "good.npy", np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32))
+    args = {
+        "dataset": ["--dataset", "nosuchset"],
+        "method": ["--dataset", "moons", "--method", "gan"],
+        "nan": ["--data", _write(tmp_path / "nan.npy", np.array([[0.0, np.nan], [1.0, 2.0], [3.0, 4.0]]))],
+        "3d": ["--data", _write(tmp_path / "cube.npy", np.zeros((4, 2, 2)))],
+        "garbage": ["--data", str(tmp_path / "g.npy")],
+        "missing": ["--data", str(tmp_path / "absent.npy")],
+        "dim": ["--data", good, "--test-data", _write(tmp_path / "t3.npy", np.zeros((5, 3)))],
+        "one_row": ["--data", _write(tmp_path / "row.npy", np.zeros((1, 2)))],
+        "seeds": ["--dataset", "moons", "--seeds", "1,1"],
+        "override": ["--dataset", "moons", "--set", "no_such_key=1"],
+    }[case]
+    (tmp_path / "g.npy").write_bytes(b"this is not numpy")
+    code = cli.main(["train", *args, "--out", str(out), "--steps", "2"])
+    _one_line_error(capsys, code)
+    assert not out.exists()
+
+
+def test_commands_on_a_folder_that_is_not_a_run(tmp_path, capsys):
+    (tmp_path / "x.txt").write_text("hi")
+    for cmd in (["plot"], ["sample", "--num", "3", "--out", str(tmp_path / "s.npy")]):
+        code = cli.main([*cmd, "--run", str(tmp_path)])
+        assert "not a run" in _one_line_error(capsys, code)
+
+
+def test_seed_parsing_and_demo_defaults(tmp_path):
+    assert cli.parse_seeds("5") == [0, 1, 2, 3, 4]
+    assert cli.parse_seeds("2,7") == [2, 7]
+    assert cli.parse_seeds("3,") == [3]
+    with pytest.raises(ValueError):
+        cli.parse_seeds("x")
+    args = cli.build_parser().parse_args(["train", "--out", str(tmp_path / "d")])
+    settings, train, test, std = cli._new_settings(args)
+    assert settings["dataset"] == "moons" and settings["demo"]
+    assert settings["steps"] == cli.DEMO["steps"] and settings["seeds"] == [0, 1]
+    assert train.shape == (1000, 2) and test.shape == (10000, 2) and std is None
+
+
+def test_extensions_register_subcommands(monkeypatch, tmp_path, capsys):
+    ext = types.ModuleType("fake_ext_ok")
+
+    def register(sub):
+        p = sub.add_parser("hello")
+        p.add_argument("--name", default="x")
+        p.set_defaults(func=lambda a: print(f"hello {a.name}") or 5)
+
+    ext.register = register
+    monkeypatch.setitem(sys.modules, "fake_ext_ok", ext)
+    monkeypatch.setattr(cli, "EXTENSIONS", ("adasym_jax.no_such_extension", "fake_ext_ok"))
+    assert cli.main(["hello", "--name", "bob"]) == 5
+    assert "hello bob" in capsys.readouterr().out
+
+    # An extension that exists but fails to import is not hidden.
+    (tmp_path / "fake_ext_broken.py").write_text("import not_a_real_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(cli, "EXTENSIONS", ("fake_ext_broken",))
+    with pytest.raises(ModuleNotFoundError):
+        cli.build_parser()
