@@ -24,6 +24,7 @@ from flax import serialization
 from adasym_jax.checkpoint import save_checkpoint
 from adasym_jax.config import TrainConfig
 from adasym_jax.latent.autoencoder import (
+    AutoencoderFit,
     LatentScaler,
     check_images,
     check_latent_dim,
@@ -284,6 +285,7 @@ def run_images(
     num_metric_samples: int = 1000,
     invert_grids: bool = False,
     progress: Optional[Callable[[str], None]] = None,
+    autoencoder_fit: Optional[AutoencoderFit] = None,
 ) -> dict[str, Any]:
     """Autoencoder (C.2) on ``train_images``, then the flow (+ EBM) on standardized latents.
 
@@ -302,18 +304,12 @@ def run_images(
     check_latent_dim(autoencoder.latent_dim, train_images.shape[1:])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _say(progress, f"autoencoder: {train_images.shape[1:]} -> {autoencoder.latent_dim}-D, {autoencoder.epochs} epochs")
-    ae = train_autoencoder(
-        train_images,
-        autoencoder.latent_dim,
-        epochs=autoencoder.epochs,
-        batch_size=autoencoder.batch_size,
-        lr=autoencoder.lr,
-        mlp_hidden=autoencoder.mlp_hidden,
-        seed=autoencoder.seed,
-        test_images=test_images,
-    )
-    _say(progress, f"autoencoder: train MSE {ae.train_mse[-1]:.4f}, test MSE {ae.test_mse:.4f} ({ae.seconds:.0f} s)")
+    if autoencoder_fit is not None:
+        ae = autoencoder_fit
+        if ae.model.latent_dim != autoencoder.latent_dim or tuple(ae.model.image_shape) != tuple(train_images.shape[1:]):
+            raise ValueError("autoencoder_fit does not match the latent size or image shape")
+    else:
+        ae = fit_autoencoder(train_images, test_images, autoencoder, progress)
     z_train = encode(ae.model, ae.params, train_images)
     z_test = encode(ae.model, ae.params, test_images)
     scaler = LatentScaler.fit(z_train)
@@ -354,6 +350,28 @@ def run_images(
         save_grids(out / "samples.png", [to_images(samples)], [f"{config.method} samples (seed {run.seeds[0]})"], invert=invert_grids)
     save_grids(out / "reconstructions.png", [test_images[:50], recon[:50]], ["test images", "reconstructions"], invert=invert_grids)
     return metrics
+
+
+def fit_autoencoder(
+    train_images: np.ndarray,
+    test_images: np.ndarray,
+    settings: AutoencoderSettings = AutoencoderSettings(),
+    progress: Optional[Callable[[str], None]] = None,
+) -> AutoencoderFit:
+    """Train the C.2 autoencoder with ``settings`` (reported through ``progress``)."""
+    _say(progress, f"autoencoder: {train_images.shape[1:]} -> {settings.latent_dim}-D, {settings.epochs} epochs")
+    ae = train_autoencoder(
+        train_images,
+        settings.latent_dim,
+        epochs=settings.epochs,
+        batch_size=settings.batch_size,
+        lr=settings.lr,
+        mlp_hidden=settings.mlp_hidden,
+        seed=settings.seed,
+        test_images=test_images,
+    )
+    _say(progress, f"autoencoder: train MSE {ae.train_mse[-1]:.4f}, test MSE {ae.test_mse:.4f} ({ae.seconds:.0f} s)")
+    return ae
 
 
 def _write_run(out: Path, run: LatentRun, config, recipe, metric_name, extra, settings) -> dict[str, Any]:
@@ -444,6 +462,7 @@ __all__ = [
     "AutoencoderSettings",
     "LatentRun",
     "Recipe",
+    "fit_autoencoder",
     "load_image_file",
     "run_images",
     "run_pixels",

@@ -165,7 +165,7 @@ def make_cached_chunk(
 ) -> Callable:
     """Compiled ``(states, x (n, dim), start) -> (states, metrics (seeds, num_steps))`` over
     a leading seed axis. Step ``t = start + i`` refreshes the cache first when ``t % every == 0``.
-    Minibatches of ``config.batch_size`` rows are drawn as in :class:`adasym_jax.runner.Trainer`.
+    Minibatches of ``config.batch_size`` rows are drawn at random (keyed by seed and step).
     ``config.method == "nf"`` runs maximum likelihood and never samples a cache.
     """
     if every < 1:
@@ -184,7 +184,8 @@ def make_cached_chunk(
             if refresh:
                 s = jax.lax.cond(t % every == 0, lambda s_: refresh_cache(flow, s_), lambda s_: s_, s)
             if minibatch:
-                idx = jax.random.permutation(jax.random.fold_in(s.key, 0x5EED), n)[:bs]
+                # keyed by the step index too: the nf step never advances ``s.key``
+                idx = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(s.key, 0x5EED), t), n)[:bs]
                 xb = x[idx]
             else:
                 xb = x

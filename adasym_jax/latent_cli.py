@@ -1,0 +1,154 @@
+"""``adasym latent``: the Section 5.3 pipeline (autoencoder -> flow/EBM on latents -> decoded
+samples) on a user's image array or on scikit-learn's bundled 8×8 digits.
+
+Registered by :mod:`adasym_jax.cli` through :func:`register`. Defaults are the paper's
+(C.2 autoencoder, D.3 training, :data:`adasym_jax.latent.run.PAPER_CONFIG`), so a user with
+64×64 CelebA as ``celeba.npy`` (N, 64, 64, 3) runs the paper's setting with
+
+    adasym latent --images celeba.npy --latent-dim 100 --method adasym --seeds 5 --out runs/celeba
+
+Parsing and printing only; everything is a call into :mod:`adasym_jax.latent.run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+DIGITS_LATENT = 16
+
+
+def register(subparsers) -> None:
+    """Add the ``latent`` subcommand (handler: :func:`cmd_latent`)."""
+    p = subparsers.add_parser(
+        "latent",
+        help="autoencoder-latent experiment (Section 5.3): train an AE, then the flow (+EBM) on its latents",
+        description=__doc__.split("\n\n")[0],
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--images", help="image array .npy or .npz[:key], shape (N, H, W, C), 8..64 pixels; uint8 is scaled to [-1, 1]")
+    src.add_argument("--dataset", choices=("digits",), help="scikit-learn's bundled 8x8 digits (reports the Fréchet digits distance)")
+    p.add_argument("--test-images", help="held-out images (default: a --test-fraction of --images)")
+    p.add_argument("--test-fraction", type=float, default=0.1, help="held-out fraction of --images (default 0.1; digits: 0.2)")
+    p.add_argument("--latent-dim", type=int, help=f"autoencoder latent size (default 100 as in C.2; digits {DIGITS_LATENT})")
+    p.add_argument("--method", choices=("adasym", "nf"), default="adasym")
+    p.add_argument("--seeds", default="5", help="'5' = seeds 0-4; '2,7' = exactly those")
+    p.add_argument("--out", required=True, help="run folder to create")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    p.add_argument("--epochs", type=int, default=40, help="flow epochs (D.3: 40)")
+    p.add_argument("--eval-every", type=int, default=1, help="epochs between evaluations (default 1)")
+    p.add_argument("--ae-epochs", type=int, default=20, help="autoencoder epochs (C.2: 20)")
+    p.add_argument("--ae-batch", type=int, default=128)
+    p.add_argument("--ae-lr", type=float, default=1e-3)
+    p.add_argument("--no-warm-start", action="store_true", help="skip the B.8 warm start of the EBM")
+    p.add_argument("--warm-start-steps", type=int, default=1000)
+    p.add_argument("--warm-start-samples", type=int, default=1000)
+    p.add_argument("--warm-start-lr", type=float, default=1e-3)
+    p.add_argument("--no-temperature", action="store_true", help="T = 1 instead of D.3's 0.01")
+    p.add_argument("--zeta-every", type=int, default=100, help="refresh the ζ samples every K steps (D.3: 100; 1 = fresh every step)")
+    p.add_argument("--pixel-space", action="store_true", help="digits only: train on the 64 dequantized pixels, no autoencoder")
+    p.add_argument("--metric-samples", type=int, default=1000, help="samples per seed for the Fréchet digits distance")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override on top of D.3, repeatable")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_latent)
+
+
+def _config(args):
+    from adasym_jax.config import parse_override
+    from adasym_jax.latent.run import PAPER_CONFIG
+
+    config = PAPER_CONFIG.replace(method=args.method)
+    if args.no_temperature:
+        config = config.replace(temperature=1.0)
+    for text in args.overrides:
+        config = parse_override(text, config)
+    if config.method != args.method:
+        raise ValueError("set the method with --method, not --set")
+    return config
+
+
+def _split(images: np.ndarray, fraction: float, seed: int = 0):
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"--test-fraction must be in (0, 1), got {fraction}")
+    n_test = int(round(fraction * len(images)))
+    if n_test < 2 or len(images) - n_test < 2:
+        raise ValueError(f"{len(images)} images are too few to hold out {fraction:.0%} for testing")
+    order = np.random.default_rng(seed).permutation(len(images))
+    return images[order[n_test:]], images[order[:n_test]]
+
+
+def cmd_latent(args: argparse.Namespace) -> int:
+    from adasym_jax.cli import parse_seeds
+    from adasym_jax.latent.autoencoder import check_images, check_latent_dim
+    from adasym_jax.latent.run import AutoencoderSettings, Recipe, load_image_file
+
+    seeds = parse_seeds(args.seeds)
+    config = _config(args)
+    for name in ("epochs", "eval_every", "ae_epochs", "ae_batch", "zeta_every", "metric_samples"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    recipe = Recipe(
+        warm_start=not args.no_warm_start,
+        warm_start_steps=args.warm_start_steps,
+        warm_start_samples=args.warm_start_samples,
+        warm_start_lr=args.warm_start_lr,
+        zeta_every=args.zeta_every,
+    )
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise ValueError(f"{out} already exists and is not empty; pass --overwrite to write into it")
+    say = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    metric, metric_name, invert = None, "frechet", False
+    if args.dataset == "digits":
+        from adasym_jax.latent.digits import load_digits_split, to_unit
+        from adasym_jax.latent.frechet import FrechetDigits, train_digits_classifier
+
+        split = load_digits_split(test_fraction=0.2)
+        train, test = to_unit(split.train_pixels), to_unit(split.test_pixels)
+        latent_dim = DIGITS_LATENT if args.latent_dim is None else args.latent_dim
+        net = train_digits_classifier(train, split.train_labels, test, split.test_labels)
+        metric, metric_name, invert = FrechetDigits(net, train), "frechet_digits_distance", True
+        if say:
+            say(f"digits classifier for the Fréchet digits distance: held-out accuracy {net.test_accuracy:.3f}")
+    else:
+        if args.pixel_space:
+            raise ValueError("--pixel-space is for --dataset digits")
+        images = load_image_file(args.images)
+        if args.test_images:
+            train, test = images, load_image_file(args.test_images)
+        else:
+            train, test = _split(images, args.test_fraction)
+        latent_dim = 100 if args.latent_dim is None else args.latent_dim
+    check_images(train, "training images")
+    if not args.pixel_space:
+        check_latent_dim(latent_dim, train.shape[1:])
+    if args.pixel_space:
+        from adasym_jax.latent.run import run_pixels
+
+        metrics = run_pixels(
+            split.train_pixels, split.test_pixels, out, config=config, recipe=recipe, seeds=seeds, epochs=args.epochs,
+            eval_every_epochs=args.eval_every, image_metric=metric, metric_name=metric_name,
+            num_metric_samples=args.metric_samples, progress=say,
+        )
+    else:
+        from adasym_jax.latent.run import run_images
+
+        ae = AutoencoderSettings(latent_dim=latent_dim, epochs=args.ae_epochs, batch_size=args.ae_batch, lr=args.ae_lr)
+        metrics = run_images(
+            train, test, out, config=config, recipe=recipe, autoencoder=ae, seeds=seeds, epochs=args.epochs,
+            eval_every_epochs=args.eval_every, image_metric=metric, metric_name=metric_name,
+            num_metric_samples=args.metric_samples, invert_grids=invert, progress=say,
+        )
+    ev = metrics["evals"]
+    print(f"{args.method}: latent test NLL best {np.nanmean(ev['test_nll_p']['best']):.3f}, last {np.nanmean(ev['test_nll_p']['last']):.3f} (mean over {len(seeds)} seeds)")
+    if metric_name in ev:
+        print(f"{metric_name}: best {np.nanmean(ev[metric_name]['best']):.3f}, last {np.nanmean(ev[metric_name]['last']):.3f}")
+    if any(metrics["diverged"]):
+        print(f"warning: {sum(metrics['diverged'])} seed(s) diverged (NaN/inf); their values are NaN", file=sys.stderr)
+    print(f"wrote {out}")
+    return 0
