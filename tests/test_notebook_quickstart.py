@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -45,10 +46,12 @@ def test_quickstart_notebook_executes(tmp_path, monkeypatch, _shared_compilation
     # A kernel spec that points at *this* interpreter (the venv), whatever is installed globally.
     spec_dir = tmp_path / "kernels" / "adasym-test"
     spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(
-        '{"argv": [%r, "-m", "ipykernel_launcher", "-f", "{connection_file}"], '
-        '"display_name": "adasym test", "language": "python"}' % sys.executable
-    )
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "adasym test",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
     monkeypatch.setenv("ADASYM_QUICKSTART_TINY", "1")
     if _shared_compilation_cache:  # the kernel reuses what tests/test_cli.py compiled
         monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", _shared_compilation_cache)
