@@ -41,7 +41,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of printing usage and exiting, so errors stay one line."""
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog}: error: {message}")
 
 
 # --------------------------------------------------------------------------------------
@@ -268,7 +268,7 @@ def cmd_train(args) -> int:
     if args.checkpoint_every < 0:
         raise ValueError("--checkpoint-every must be >= 0")
     if args.resume and args.overwrite:
-        raise UsageError("adasym train: --resume and --overwrite exclude each other")
+        raise UsageError("adasym train: error: --resume and --overwrite exclude each other")
 
     previous = None
     if args.resume:
