@@ -151,6 +151,11 @@ def write_report(results, oracles, args, wall, out: Path) -> None:
         f"q̃_ψ's NLL uses ζ̂ from {args.eval_zeta} flow samples. "
         f"Paper scale: add `--paper-scale`. Wall time {wall / 60:.1f} min (compiles included; evaluations excluded if rebuilt).\n"
     )
+    paper_hours = sum(PAPER["steps"] / c.steps_per_second for r in results.values() for c in r.values()) / 3600
+    L.append(
+        f"Why this scale: at the speeds measured here (steps/s column) the paper's {PAPER['steps']:,} steps for these "
+        f"runs would take ≈ {paper_hours:.0f} h of this shared CPU.\n"
+    )
     L.append("| data set | method | best test NLL p_θ | last test NLL p_θ | last test NLL q̃_ψ | true-density NLL | steps/s |")
     L.append("|---|---|---|---|---|---|---|")
     for name, r in results.items():

@@ -174,6 +174,11 @@ def write_report(runs, members, oracle, args, wall, out: Path) -> None:
         f"(NSF 5 transforms × 8 bins, EBM 6 blocks × 64, M = 1000, LR θ 1e-3, ψ 1e-4, λ 1e-4, λ_ζ 1e-3, "
         f"ε_ζ 0.1, B.7 form, λ₀ = 0.01). Paper scale: add `--paper-scale`. Wall time {wall / 60:.1f} min (compiles included; evaluations excluded if rebuilt).  "
     )
+    paper_hours = sum(PAPER["steps"] / c.steps_per_second for c in runs.values()) / 3600
+    L.append(
+        f"Why this scale: at the speeds measured here (steps/s column) the paper's {PAPER['steps']:,} steps for these "
+        f"runs would take ≈ {paper_hours:.0f} h of this shared CPU.  "
+    )
     L.append(
         f"NLLs are nats per point on the test set; the true density's test NLL (oracle) is {oracle:.3f}. "
         "\"steadiness\" = std of a run's test NLL over the second half of its evaluations. ζ̂ is estimated "
