@@ -79,6 +79,7 @@ class Standardization:
 
     @property
     def dim(self) -> int:
+        """The data dimension (length of ``mean`` and ``std``)."""
         return int(self.mean.shape[0])
 
     def apply(self, x):
@@ -96,10 +97,12 @@ class Standardization:
         return float(np.sum(np.log(self.std.astype(np.float64))))
 
     def to_dict(self) -> dict[str, list[float]]:
+        """``{"mean": [...], "std": [...]}`` (JSON-ready; stored as ``extra["standardization"]``)."""
         return {"mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Standardization":
+        """Inverse of :meth:`to_dict`; a malformed entry raises :class:`CheckpointError`."""
         if not isinstance(d, Mapping) or "mean" not in d or "std" not in d:
             raise CheckpointError("standardization entry must be a mapping with keys 'mean' and 'std'")
         return cls(np.asarray(d["mean"]), np.asarray(d["std"]))

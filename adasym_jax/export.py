@@ -130,10 +130,12 @@ class FlowDistribution(distrax.Distribution):
 
     @property
     def flow(self) -> SplineFlow:
+        """The wrapped flow module."""
         return self._flow
 
     @property
     def variables(self) -> dict:
+        """``{"params": θ}`` of the exported seed."""
         return self._variables
 
     @property
