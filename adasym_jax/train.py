@@ -73,8 +73,6 @@ def make_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> Step
     projected onto λ ≥ 0 (λ ≥ ``lambda_floor`` for B.7 multipliers).
     """
     T = config.temperature
-    flow_tx, ebm_tx, dual_tx = adam(config.lr_flow, config), adam(config.lr_ebm, config), dual_optimizer(config)
-    learn_lambdas = config.method == "adasym"
 
     def step(state: TrainState, batch) -> tuple[TrainState, dict]:
         x, ctx = as_batch(batch)
@@ -129,39 +127,61 @@ def make_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> Step
         log_p_x, log_p_y = sg(log_p_x), sg(log_p_y)
 
         values = obj.constraint_values(log_p_x, log_q_x, log_p_y, log_q_y, log_zeta, T)
-        new_theta, flow_opt = _apply_updates(flow_tx, g_theta, state.flow_opt, theta)
-        new_psi, ebm_opt = _apply_updates(ebm_tx, g_psi, state.ebm_opt, psi)
-        new_lam, dual_opt = lam, state.dual_opt
-        if learn_lambdas:
-            ascent = obj.dual_gradients(values, lam, config.eps_zeta, config.negative_nll)
-            neg = jax.tree.map(lambda g: -g, ascent)
-            new_lam, dual_opt = _apply_updates(dual_tx, neg, state.dual_opt, lam)
-            new_lam = {k: jnp.maximum(v, _lambda_floor(config, k)) for k, v in new_lam.items()}
-
-        metrics = {
-            "fw_nll": values["fw"],
-            "rv_kl": values["rv"],
-            "prx_nll": values["prx"],
-            "log_zeta": log_zeta,
-            "lagrangian": obj.lagrangian(values, lam, config.eps_zeta, config.negative_nll),
-            "grad_norm_flow": _global_norm(g_theta),
-            "grad_norm_ebm": _global_norm(g_psi),
-            **{f"lambda_{k}": v for k, v in lam.items()},
-        }
-        new_state = state.replace(
-            step=state.step + 1,
-            key=key,
-            flow_params=new_theta,
-            ebm_params=new_psi,
-            ebm_stats=stats,
-            lambdas=new_lam,
-            flow_opt=flow_opt,
-            ebm_opt=ebm_opt,
-            dual_opt=dual_opt,
-        )
-        return new_state, metrics
+        return primal_dual_update(config, state, key, g_theta, g_psi, stats, values, {"log_zeta": log_zeta})
 
     return step
+
+
+def primal_dual_update(
+    config: TrainConfig,
+    state: TrainState,
+    key: Array,
+    g_theta,
+    g_psi,
+    ebm_stats,
+    values: dict,
+    extra_metrics: Optional[dict] = None,
+) -> tuple[TrainState, dict]:
+    """The update half of a dual step, shared by every variant of the dual method.
+
+    Adam steps θ and ψ along ``g_theta``/``g_psi``; for ``method == "adasym"`` the multipliers
+    ascend :func:`~adasym_jax.objective.dual_gradients` of the constraint ``values`` (dict with
+    ``fw``, ``rv``, ``prx``, ``zeta``) and are projected onto λ ≥ 0 (λ ≥ ``lambda_floor`` for
+    the B.7 multipliers); P-W keeps them. Returns the new state (with ``key`` and the new
+    spectral statistics) and the step's scalar metrics (the λ reported are those used).
+    """
+    lam = state.lambdas
+    new_theta, flow_opt = _apply_updates(adam(config.lr_flow, config), g_theta, state.flow_opt, state.flow_params)
+    new_psi, ebm_opt = _apply_updates(adam(config.lr_ebm, config), g_psi, state.ebm_opt, state.ebm_params)
+    new_lam, dual_opt = lam, state.dual_opt
+    if config.method == "adasym":
+        ascent = obj.dual_gradients(values, lam, config.eps_zeta, config.negative_nll)
+        neg = jax.tree.map(lambda g: -g, ascent)
+        new_lam, dual_opt = _apply_updates(dual_optimizer(config), neg, state.dual_opt, lam)
+        new_lam = {k: jnp.maximum(v, _lambda_floor(config, k)) for k, v in new_lam.items()}
+    metrics = {
+        "fw_nll": values["fw"],
+        "rv_kl": values["rv"],
+        "prx_nll": values["prx"],
+        "log_zeta": jnp.log(values["zeta"]),
+        "lagrangian": obj.lagrangian(values, lam, config.eps_zeta, config.negative_nll),
+        "grad_norm_flow": _global_norm(g_theta),
+        "grad_norm_ebm": _global_norm(g_psi),
+        **{f"lambda_{k}": v for k, v in lam.items()},
+        **(extra_metrics or {}),
+    }
+    new_state = state.replace(
+        step=state.step + 1,
+        key=key,
+        flow_params=new_theta,
+        ebm_params=new_psi,
+        ebm_stats=ebm_stats,
+        lambdas=new_lam,
+        flow_opt=flow_opt,
+        ebm_opt=ebm_opt,
+        dual_opt=dual_opt,
+    )
+    return new_state, metrics
 
 
 def _lambda_floor(config: TrainConfig, name: str) -> float:
