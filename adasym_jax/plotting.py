@@ -63,7 +63,8 @@ def plot_density_maps(
     _, area = grid_points(xlim, ylim, res)
     rows = min(log_p.shape[0], max_rows)
     cols = 3 if log_q is not None else 2
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * rows), squeeze=False)
+    aspect = float(np.clip((ylim[1] - ylim[0]) / max(xlim[1] - xlim[0], 1e-9), 0.4, 2.5))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * aspect * rows + 0.6), squeeze=False)
     xs = np.linspace(xlim[0], xlim[1], res)
     ys = np.linspace(ylim[0], ylim[1], res)
     for r in range(rows):
