@@ -233,3 +233,23 @@ def test_extensions_register_subcommands(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(cli, "EXTENSIONS", ("fake_ext_broken",))
     with pytest.raises(ModuleNotFoundError):
         cli.build_parser()
+
+
+def test_sample_conditional_run_with_context(tmp_path, capsys):
+    # A conditional run (as `adasym sbi` writes it): same checkpoint format, context_dim > 0.
+    from adasym_jax.checkpoint import save_checkpoint
+    from adasym_jax.config import TrainConfig
+    from adasym_jax.runner import Trainer
+
+    cfg = TrainConfig(context_dim=2, num_transforms=2, flow_hidden=(8,), num_bins=4, ebm_blocks=1, ebm_hidden=8, film_layers=1)
+    trainer = Trainer(cfg, 3)
+    save_checkpoint(tmp_path / "cond", trainer.init(2), cfg, 3, [0, 1])
+    out = tmp_path / "post.npy"
+    assert cli.main(["sample", "--run", str(tmp_path / "cond"), "--num", "4", "--context", "0.5,-1", "--out", str(out)]) == 0
+    s = np.load(out)
+    assert s.shape == (2, 4, 3) and np.all(np.isfinite(s))
+    code = cli.main(["sample", "--run", str(tmp_path / "cond"), "--num", "4", "--out", str(tmp_path / "x.npy")])
+    assert "context" in _one_line_error(capsys, code)
+    code = cli.main(["sample", "--run", str(tmp_path / "cond"), "--num", "4", "--context", "1,2,3", "--out", str(tmp_path / "x.npy")])
+    assert "context" in _one_line_error(capsys, code)
+    assert not (tmp_path / "x.npy").exists()
