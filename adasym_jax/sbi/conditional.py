@@ -167,8 +167,8 @@ def make_conditional_step(
             "zeta_mean": values["zeta"],
             "log_zeta_spread": jnp.std(log_zeta),
             "lagrangian": obj.lagrangian(values, lam, config.eps_zeta, config.negative_nll),
-            "grad_norm_flow": optax.global_norm(g_theta),
-            "grad_norm_ebm": optax.global_norm(g_psi),
+            "grad_norm_flow": optax.tree.norm(g_theta),
+            "grad_norm_ebm": optax.tree.norm(g_psi),
             **{f"lambda_{k}": v for k, v in lam.items()},
         }
         new_state = state.replace(
