@@ -44,10 +44,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--ablation-seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=30, help="flow epochs (11 steps each at batch 128)")
-    ap.add_argument("--eval-every", type=int, default=3, help="epochs between FDD evaluations")
+    ap.add_argument("--eval-every", type=int, default=5, help="epochs between FDD evaluations")
     ap.add_argument("--latent-dim", type=int, default=16)
     ap.add_argument("--ae-epochs", type=int, default=20)
-    ap.add_argument("--ae-sweep", default="8,32", help="extra latent sizes whose reconstructions are scored ('' to skip)")
+    ap.add_argument("--ae-sweep", default="", help="extra latent sizes whose reconstructions are scored ('' to skip)")
     ap.add_argument("--work", default="/tmp/adasym_latent_bench", help="run folders")
     ap.add_argument("--out", default=str(ROOT / "results" / "latent.md"))
     ap.add_argument("--quick", action="store_true")
@@ -78,8 +78,8 @@ def main(argv=None) -> int:
         ae_rows.append((d, ae.test_mse, fdd(reconstruct(ae.model, ae.params, te)), ae.seconds))
     ae = aes[args.latent_dim]
 
-    base = PAPER_CONFIG.replace(ebm_blocks=1, ebm_hidden=128, num_zeta_samples=1000)
-    recipe = Recipe(warm_start_steps=300, warm_start_samples=512, zeta_every=20)
+    base = PAPER_CONFIG.replace(ebm_blocks=1, ebm_hidden=128, num_zeta_samples=1000, eval_zeta_samples=2000)
+    recipe = Recipe(warm_start_steps=200, warm_start_samples=512, zeta_every=20)
     common = dict(
         autoencoder=AutoencoderSettings(latent_dim=args.latent_dim, epochs=args.ae_epochs),
         autoencoder_fit=ae,

@@ -14,7 +14,7 @@ from adasym_jax.latent.autoencoder import (
 )
 
 
-@pytest.mark.parametrize("shape", [(8, 8, 1), (16, 16, 3), (64, 64, 3), (32, 16, 1)])
+@pytest.mark.parametrize("shape", [(8, 8, 1), (32, 16, 3)])
 def test_shapes_round_trip(shape):
     model = ConvAutoencoder(7, shape, mlp_hidden=16)
     x = np.zeros((2,) + shape, np.float32)
@@ -62,7 +62,7 @@ def test_training_reduces_reconstruction_error():
     basis = rng.uniform(-1, 1, (3, 8, 8, 1)).astype(np.float32)
     coef = rng.normal(size=(256, 3)).astype(np.float32) * 0.5
     imgs = np.einsum("nk,khwc->nhwc", coef, basis)
-    fit = train_autoencoder(imgs, 3, epochs=15, batch_size=64, mlp_hidden=32, test_images=imgs[:64])
+    fit = train_autoencoder(imgs, 3, epochs=10, batch_size=64, mlp_hidden=32, test_images=imgs[:64])
     baseline = float(np.mean((imgs - imgs.mean(0)) ** 2))  # MSE of predicting the mean image
     assert fit.train_mse[-1] < 0.5 * fit.train_mse[0]
     assert fit.test_mse < 0.5 * baseline

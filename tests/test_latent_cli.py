@@ -43,13 +43,14 @@ def test_missing_file_and_pixel_space_misuse(tmp_path, capsys):
 
 
 def test_tiny_end_to_end(tmp_path, capsys):
+    # nf keeps this fast and stable; the adasym pieces are tested in test_latent_recipe.py
     rng = np.random.default_rng(0)
     imgs = (rng.uniform(0, 255, (48, 8, 8, 1))).astype(np.uint8)
     f = tmp_path / "imgs.npz"
     np.savez(f, pics=imgs)
     out = tmp_path / "run"
     argv = [
-        "latent", "--images", f"{f}:pics", "--latent-dim", "3", "--method", "adasym", "--seeds", "1",
+        "latent", "--images", f"{f}:pics", "--latent-dim", "3", "--method", "nf", "--seeds", "1",
         "--out", str(out), "--epochs", "2", "--ae-epochs", "1", "--ae-batch", "16", "--warm-start-steps", "3",
         "--warm-start-samples", "16", "--zeta-every", "2", "--quiet",
         "--set", "num_transforms=1", "--set", "num_bins=4", "--set", "flow_hidden=8", "--set", "ebm_blocks=0",
@@ -58,7 +59,7 @@ def test_tiny_end_to_end(tmp_path, capsys):
     code, stdout, err = _run(argv, capsys)
     assert code == 0, err
     m = json.loads((out / "metrics.json").read_text())
-    assert m["method"] == "adasym" and m["seeds"] == [0]
+    assert m["method"] == "nf" and m["seeds"] == [0] and m["diverged"] == [False]
     assert len(m["evals"]["test_nll_p"]["curve"][0]) == 2
     assert np.isfinite(m["evals"]["test_nll_p"]["last"][0])
     for name in ("config.json", "checkpoint.json", "autoencoder.msgpack", "reconstructions.png", "samples.png"):

@@ -13,7 +13,6 @@ from adasym_jax.latent.zeta_cache import (
     core_state,
     make_cached_chunk,
     make_cached_dual_step,
-    refresh_cache,
     with_cache,
 )
 from adasym_jax.state import TrainState, build_models, init_state
@@ -45,9 +44,9 @@ def _ebm_mse(flow, ebm, s, key):
 def test_warm_start_matches_ebm_to_flow(models, state):
     flow, ebm = models
     before = _ebm_mse(flow, ebm, state, jax.random.PRNGKey(5))
-    new, losses = jax.jit(lambda s: warm_start_ebm(flow, ebm, s, WarmStartSettings(150, 256, 3e-3)))(state)
+    new, losses = jax.jit(lambda s: warm_start_ebm(flow, ebm, s, WarmStartSettings(120, 128, 3e-3)))(state)
     after = _ebm_mse(flow, ebm, new, jax.random.PRNGKey(5))
-    assert losses.shape == (150,)
+    assert losses.shape == (120,)
     assert after < 0.05 * before  # log q̃ = f/T regressed onto log p (T = 0.1: f ≈ 0.1 log p)
     assert isinstance(new, CachedState)
     # the flow is untouched; ζ̂ of the warm-started EBM is close to 1
@@ -65,24 +64,10 @@ def test_cache_round_trip(state):
     assert state.zeta_y.shape == (M, DIM) and state.zeta_log_p.shape == (M,)
 
 
-def test_step_uses_cached_samples(models, state):
-    flow, ebm = models
-    s = refresh_cache(flow, state)
-    # the cache holds flow samples with their exact log-densities
-    np.testing.assert_allclose(
-        flow.apply({"params": s.flow_params}, s.zeta_y, method="log_prob"), s.zeta_log_p, rtol=1e-4, atol=1e-4
-    )
-    step = make_cached_dual_step(CFG, flow, ebm)
-    x = jax.random.normal(jax.random.PRNGKey(3), (32, DIM))
-    _, metrics = jax.jit(step)(s, x)
-    log_q, _ = ebm.apply({"params": s.ebm_params, "spectral": s.ebm_stats}, s.zeta_y, update_stats=True, mutable=["spectral"])
-    want = obj.log_zeta_estimate(log_q, s.zeta_log_p)
-    assert float(metrics["log_zeta"]) == pytest.approx(float(want), abs=1e-5)
-
-
 def test_refresh_only_on_multiples_of_k(models, state):
     flow, ebm = models
-    states = jax.tree.map(lambda a: jnp.stack([a, a]), state)  # two "seeds"
+    states = jax.tree.map(lambda a: jnp.stack([a, a]), state)  # two "seeds" with their own keys
+    states = states.replace(key=jnp.stack([jax.random.PRNGKey(1), jax.random.PRNGKey(2)]))
     x = jax.random.normal(jax.random.PRNGKey(4), (100, DIM))
     chunk = make_cached_chunk(CFG, flow, ebm, every=3, num_steps=1, n=100)
     s1, _ = chunk(states, x, 1)  # step 1: no refresh, the zero cache stays
@@ -92,9 +77,16 @@ def test_refresh_only_on_multiples_of_k(models, state):
     lp = jax.vmap(lambda p, y: flow.apply({"params": p}, y, method="log_prob"))(s1.flow_params, s2.zeta_y)
     np.testing.assert_allclose(lp, s2.zeta_log_p, rtol=1e-4, atol=1e-4)
     assert not np.allclose(s2.zeta_y[0], s2.zeta_y[1])  # independent per seed
+    # the step's log ζ̂ is Algorithm 2 on the cached samples with the pre-step ψ
+    for i in range(2):
+        log_q, _ = ebm.apply(
+            {"params": jax.tree.map(lambda a: a[i], s1.ebm_params), "spectral": jax.tree.map(lambda a: a[i], s1.ebm_stats)},
+            s2.zeta_y[i], update_stats=True, mutable=["spectral"],
+        )
+        want = obj.log_zeta_estimate(log_q, s2.zeta_log_p[i])
+        assert float(m2["log_zeta"][i, 0]) == pytest.approx(float(want), abs=1e-5)
     s3, _ = chunk(s2, x, 4)  # step 4: cache unchanged
     np.testing.assert_array_equal(s3.zeta_y, s2.zeta_y)
-    assert np.all(np.isfinite(np.asarray(m2["log_zeta"])))
 
 
 def test_bad_settings():
