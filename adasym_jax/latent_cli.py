@@ -145,9 +145,11 @@ def cmd_latent(args: argparse.Namespace) -> int:
             num_metric_samples=args.metric_samples, invert_grids=invert, progress=say,
         )
     ev = metrics["evals"]
-    print(f"{args.method}: latent test NLL best {np.nanmean(ev['test_nll_p']['best']):.3f}, last {np.nanmean(ev['test_nll_p']['last']):.3f} (mean over {len(seeds)} seeds)")
+    from adasym_jax.latent.run import finite_mean as nanmean
+
+    print(f"{args.method}: latent test NLL best {nanmean(ev['test_nll_p']['best']):.3f}, last {nanmean(ev['test_nll_p']['last']):.3f} (mean over {len(seeds)} seeds)")
     if metric_name in ev:
-        print(f"{metric_name}: best {np.nanmean(ev[metric_name]['best']):.3f}, last {np.nanmean(ev[metric_name]['last']):.3f}")
+        print(f"{metric_name}: best {nanmean(ev[metric_name]['best']):.3f}, last {nanmean(ev[metric_name]['last']):.3f}")
     if any(metrics["diverged"]):
         print(f"warning: {sum(metrics['diverged'])} seed(s) diverged (NaN/inf); their values are NaN", file=sys.stderr)
     print(f"wrote {out}")

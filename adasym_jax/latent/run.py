@@ -182,9 +182,9 @@ def train_on_latents(
             v = np.where(diverged, np.nan, np.asarray(v, np.float64))
             evals.setdefault(k_, []).append(v)
         eval_epochs.append(epoch)
-        msg = f"epoch {epoch}/{epochs}: test NLL p {np.nanmean(evals['test_nll_p'][-1]):.3f}"
+        msg = f"epoch {epoch}/{epochs}: test NLL p {finite_mean(evals['test_nll_p'][-1]):.3f}"
         if sample_metric is not None:
-            msg += f", sample metric {np.nanmean(evals['sample_metric'][-1]):.3f}"
+            msg += f", sample metric {finite_mean(evals['sample_metric'][-1]):.3f}"
         _say(progress, msg)
     timed_steps = step - chunk_len
     return LatentRun(
@@ -199,6 +199,12 @@ def train_on_latents(
         train_seconds=seconds,
         steps_per_second=timed_steps / seconds if seconds > 0 else float("nan"),
     )
+
+
+def finite_mean(v) -> float:
+    """Mean of the finite entries of ``v`` (NaN if there are none), without warnings."""
+    v = np.asarray(v, np.float64)
+    return float(np.mean(v[np.isfinite(v)])) if np.any(np.isfinite(v)) else float("nan")
 
 
 def _say(progress, msg: str) -> None:
