@@ -140,16 +140,21 @@ class Trainer:
     def log_prob(self, state: TrainState, x: Array, context: Optional[Array] = None) -> Array:
         """log p_θ(x) for every seed: ``(num_seeds, n)``."""
         x = _validated(x, self.dim, self.config.context_dim, context)
-        f = lambda p: self.flow.apply({"params": p}, x, context, method="log_prob")  # noqa: E731
-        return jax.jit(jax.vmap(f))(state.flow_params)
+        if "log_prob" not in self._cache:
+            f = lambda p, xx, c: self.flow.apply({"params": p}, xx, c, method="log_prob")  # noqa: E731
+            self._cache["log_prob"] = jax.jit(jax.vmap(f, in_axes=(0, None, None)))
+        return self._cache["log_prob"](state.flow_params, x, context)
 
     def sample(self, state: TrainState, key: Array, num: int, context: Optional[Array] = None) -> Array:
         """``num`` samples of p_θ for every seed: ``(num_seeds, num, dim)``."""
         check_context(context, self.config.context_dim, num)
         num_seeds = jax.tree.leaves(state.flow_params)[0].shape[0]
         keys = jax.random.split(key, num_seeds)
-        f = lambda p, k: self.flow.apply({"params": p}, k, num, context, method="sample")  # noqa: E731
-        return jax.jit(jax.vmap(f))(state.flow_params, keys)
+        cache_key = ("sample", num)
+        if cache_key not in self._cache:
+            f = lambda p, k, c: self.flow.apply({"params": p}, k, num, c, method="sample")  # noqa: E731
+            self._cache[cache_key] = jax.jit(jax.vmap(f, in_axes=(0, 0, None)))
+        return self._cache[cache_key](state.flow_params, keys, context)
 
 
 def _validated(x, dim: int, context_dim: int, context) -> Array:
