@@ -3,7 +3,6 @@ metrics.json and a checkpoint, and `adasym sample --context` draws the posterior
 
 import json
 
-import jax
 import numpy as np
 import pytest
 

@@ -28,12 +28,11 @@ from typing import Mapping
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 from adasym_jax import objective as obj
 from adasym_jax.config import TrainConfig
-from adasym_jax.state import TrainState, adam, dual_optimizer
-from adasym_jax.train import StepFn, as_batch
+from adasym_jax.state import TrainState
+from adasym_jax.train import StepFn, as_batch, primal_dual_update
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -77,11 +76,6 @@ def conditional_constraint_values(
     return values
 
 
-def _apply(tx: optax.GradientTransformation, grads, opt_state, params):
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
-
-
 def make_conditional_step(
     config: TrainConfig, flow: nn.Module, ebm: nn.Module, zeta_per_condition: int = DEFAULT_ZETA_PER_CONDITION
 ) -> StepFn:
@@ -99,7 +93,6 @@ def make_conditional_step(
     if zeta_per_condition < 1:
         raise ValueError(f"zeta_per_condition must be >= 1, got {zeta_per_condition}")
     T, K = config.temperature, int(zeta_per_condition)
-    flow_tx, ebm_tx, dual_tx = adam(config.lr_flow, config), adam(config.lr_ebm, config), dual_optimizer(config)
 
     def step(state: TrainState, batch) -> tuple[TrainState, dict]:
         x, ctx = as_batch(batch)
@@ -153,39 +146,12 @@ def make_conditional_step(
         log_p_x, log_p_y = sg(log_p_x), sg(log_p_y)
 
         values = conditional_constraint_values(log_p_x, log_q_x, log_p_y, log_q_y, log_zeta, T)
-        new_theta, flow_opt = _apply(flow_tx, g_theta, state.flow_opt, theta)
-        new_psi, ebm_opt = _apply(ebm_tx, g_psi, state.ebm_opt, psi)
-        ascent = obj.dual_gradients(values, lam, config.eps_zeta, config.negative_nll)
-        new_lam, dual_opt = _apply(dual_tx, jax.tree.map(lambda g: -g, ascent), state.dual_opt, lam)
-        new_lam = {k: jnp.maximum(v, _floor(config, k)) for k, v in new_lam.items()}
-
-        metrics = {
-            "fw_nll": values["fw"],
-            "rv_kl": values["rv"],
-            "prx_nll": values["prx"],
+        extra = {
             "log_zeta": jnp.mean(log_zeta),
             "zeta_mean": values["zeta"],
             "log_zeta_spread": jnp.std(log_zeta),
-            "lagrangian": obj.lagrangian(values, lam, config.eps_zeta, config.negative_nll),
-            "grad_norm_flow": optax.tree.norm(g_theta),
-            "grad_norm_ebm": optax.tree.norm(g_psi),
-            **{f"lambda_{k}": v for k, v in lam.items()},
         }
-        new_state = state.replace(
-            step=state.step + 1,
-            key=key,
-            flow_params=new_theta,
-            ebm_params=new_psi,
-            ebm_stats=stats,
-            lambdas=new_lam,
-            flow_opt=flow_opt,
-            ebm_opt=ebm_opt,
-            dual_opt=dual_opt,
-        )
-        return new_state, metrics
+        return primal_dual_update(config, state, key, g_theta, g_psi, stats, values, extra)
 
     return step
 
-
-def _floor(config: TrainConfig, name: str) -> float:
-    return config.lambda_floor if (config.negative_nll and name in obj.NLL_CONSTRAINTS) else 0.0
