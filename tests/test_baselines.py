@@ -29,31 +29,6 @@ TINY = dict(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _shared_compilation_cache(tmp_path_factory):
-    """Identical programs built by different Trainers (a resumed run, a reloaded run, the
-    notebook's kernel) compile once: JAX's persistent cache in a per-user temp folder."""
-    import os
-    import tempfile
-
-    import jax
-
-    try:
-        from jax._src import compilation_cache as cc
-    except ImportError:  # pragma: no cover - private module moved
-        yield
-        return
-    path = os.path.join(tempfile.gettempdir(), f"adasym-test-jax-cache-{os.getuid()}")
-    names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs", "jax_persistent_cache_min_entry_size_bytes")
-    old = {n: getattr(jax.config, n) for n in names}
-    for n, v in zip(names, (path, 0.0, 0)):
-        jax.config.update(n, v)
-    cc.reset_cache()
-    yield path
-    for n, v in old.items():
-        jax.config.update(n, v)
-    cc.reset_cache()
-
 
 @pytest.fixture(scope="module")
 def data():

@@ -13,14 +13,6 @@ from flax import serialization
 import adasym_jax as aj
 from adasym_jax import checkpoint as ckpt
 
-from _compile_cache import persistent_cache
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compile_cache():
-    with persistent_cache() as path:
-        yield path
-
 
 SEEDS = [0, 3]
 N_STEPS, K_STEPS = 4, 2  # k == N - k: two compiled chunk lengths, not three

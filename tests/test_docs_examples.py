@@ -8,14 +8,6 @@ import pytest
 
 import adasym_jax
 
-from _compile_cache import persistent_cache
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compile_cache():
-    with persistent_cache() as path:
-        yield path
-
 
 API_PAGE = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)

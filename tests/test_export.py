@@ -11,14 +11,6 @@ import pytest
 import adasym_jax as aj
 from adasym_jax.export import FlowDistribution
 
-from _compile_cache import persistent_cache
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _compile_cache():
-    with persistent_cache() as path:
-        yield path
-
 
 DIM = 2
 

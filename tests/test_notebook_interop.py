@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from _compile_cache import ENV, cache_dir
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -32,9 +31,6 @@ def test_interop_notebook_executes(tmp_path, monkeypatch):
     (spec_dir / "kernel.json").write_text(json.dumps(spec))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path), prepend=os.pathsep)
     monkeypatch.setenv("ADASYM_NOTEBOOK_FAST", "1")
-    # programs identical to those of the docs examples come from JAX's persistent cache
-    for name, value in zip(ENV, (cache_dir(), "0", "0")):
-        monkeypatch.setenv(name, value)
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(
         nb, timeout=300, kernel_name="adasym-interop-test", resources={"metadata": {"path": str(tmp_path)}}
