@@ -150,7 +150,10 @@ def cmd_latent(args: argparse.Namespace) -> int:
     print(f"{args.method}: latent test NLL best {nanmean(ev['test_nll_p']['best']):.3f}, last {nanmean(ev['test_nll_p']['last']):.3f} (mean over {len(seeds)} seeds)")
     if metric_name in ev:
         print(f"{metric_name}: best {nanmean(ev[metric_name]['best']):.3f}, last {nanmean(ev[metric_name]['last']):.3f}")
-    if any(metrics["diverged"]):
-        print(f"warning: {sum(metrics['diverged'])} seed(s) diverged (NaN/inf); their values are NaN", file=sys.stderr)
     print(f"wrote {out}")
+    if any(metrics["diverged"]):
+        hint = "" if args.method == "nf" else " (a longer --warm-start-steps or --no-temperature may help)"
+        print(f"warning: {sum(metrics['diverged'])} seed(s) diverged (NaN/inf); their values are NaN{hint}", file=sys.stderr)
+        if all(metrics["diverged"]):
+            return 3  # the adasym command's code for a diverged run
     return 0
