@@ -13,7 +13,8 @@ saved, not the EBM's forward pass on the M samples.
 :class:`CachedState` is :class:`~adasym_jax.state.TrainState` plus the cache, so it works with
 ``Trainer.evaluate`` / ``sample``. :func:`make_cached_dual_step` is the dual step of
 Algorithm 3 with log ζ̂ taken from the cache (same surrogates from
-:mod:`adasym_jax.objective` as :func:`adasym_jax.train.make_dual_step`, unconditional only);
+:mod:`adasym_jax.objective` as :func:`adasym_jax.train.make_dual_step`, and the same update
+half, :func:`adasym_jax.train.primal_dual_update`; unconditional only);
 :func:`make_cached_chunk` scans it with the refresh in a ``lax.cond`` on the *global step
 index*, which is an unbatched scan input, so under ``vmap`` over seeds the cond stays a real
 branch (a per-seed ``state.step`` predicate would turn it into a select that samples every
@@ -28,12 +29,11 @@ from typing import Callable, Optional
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
 
 from adasym_jax import objective as obj
 from adasym_jax.config import TrainConfig
-from adasym_jax.state import TrainState, adam, dual_optimizer
-from adasym_jax.train import make_train_step
+from adasym_jax.state import TrainState
+from adasym_jax.train import make_train_step, primal_dual_update
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -65,11 +65,6 @@ def refresh_cache(flow: nn.Module, state: CachedState) -> CachedState:
     return state.replace(key=key, zeta_y=sg(y), zeta_log_p=sg(log_p))
 
 
-def _update(tx: optax.GradientTransformation, grads, opt_state, params):
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
-
-
 def make_cached_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module):
     """``step(state: CachedState, x (n, dim)) -> (state, metrics)``: Algorithm 3 with log ζ̂
     from the cache (one spectral power iteration on the cached samples, as the core step
@@ -80,8 +75,6 @@ def make_cached_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module):
     if config.context_dim:
         raise ValueError("the cached-ζ step covers unconditional models")
     T = config.temperature
-    flow_tx, ebm_tx, dual_tx = adam(config.lr_flow, config), adam(config.lr_ebm, config), dual_optimizer(config)
-    learn_lambdas = config.method == "adasym"
 
     def step(state: CachedState, x: Array):
         n = x.shape[0]
@@ -119,38 +112,7 @@ def make_cached_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module):
 
         (_, (log_p_x, log_p_y)), g_theta = jax.value_and_grad(theta_loss, has_aux=True)(theta)
         values = obj.constraint_values(sg(log_p_x), log_q_x, sg(log_p_y), log_q_y, log_zeta, T)
-        new_theta, flow_opt = _update(flow_tx, g_theta, state.flow_opt, theta)
-        new_psi, ebm_opt = _update(ebm_tx, g_psi, state.ebm_opt, psi)
-        new_lam, dual_opt = lam, state.dual_opt
-        if learn_lambdas:
-            ascent = obj.dual_gradients(values, lam, config.eps_zeta, config.negative_nll)
-            new_lam, dual_opt = _update(dual_tx, jax.tree.map(lambda g: -g, ascent), state.dual_opt, lam)
-            new_lam = {
-                k: jnp.maximum(v, config.lambda_floor if (config.negative_nll and k in obj.NLL_CONSTRAINTS) else 0.0)
-                for k, v in new_lam.items()
-            }
-        metrics = {
-            "fw_nll": values["fw"],
-            "rv_kl": values["rv"],
-            "prx_nll": values["prx"],
-            "log_zeta": log_zeta,
-            "lagrangian": obj.lagrangian(values, lam, config.eps_zeta, config.negative_nll),
-            "grad_norm_flow": optax.global_norm(g_theta),
-            "grad_norm_ebm": optax.global_norm(g_psi),
-            **{f"lambda_{k}": v for k, v in lam.items()},
-        }
-        new_state = state.replace(
-            step=state.step + 1,
-            key=key,
-            flow_params=new_theta,
-            ebm_params=new_psi,
-            ebm_stats=stats,
-            lambdas=new_lam,
-            flow_opt=flow_opt,
-            ebm_opt=ebm_opt,
-            dual_opt=dual_opt,
-        )
-        return new_state, metrics
+        return primal_dual_update(config, state, key, g_theta, g_psi, stats, values)
 
     return step
 
