@@ -15,6 +15,8 @@ points full batch, M = 1000, flow 5 × 8 bins, EBM 6 × 64). Sections:
              ratio to the matmul peak.
 ``flow``     our spline flow vs the distrax-built one (same architecture): log-prob
              value-and-grad and sampling with B = 1000, plus compile seconds vs depth.
+``profile``  where one adasym step's time goes: each sub-computation jitted alone and timed.
+``trace``    a jax.profiler trace of the 5-seed adasym chunk, op time summed by model part.
 ``rss``      peak resident memory of a fresh process running the 5-seed adasym chunk.
 
 Timings are the best of ``--repeats`` interleaved repeats (the machine is shared; the minimum
@@ -24,7 +26,7 @@ is the figure least disturbed by other processes); medians are kept in the JSON.
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
 import importlib.util
 import json
 import os
@@ -44,7 +46,7 @@ import adasym_jax as aj
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-SECTIONS = ("env", "matmul", "methods", "flow", "rss")
+SECTIONS = ("env", "matmul", "methods", "flow", "profile", "trace", "rss")
 METHOD_CONFIGS: dict[str, dict[str, Any]] = {
     "adasym": {},
     "adasym-pathwise": {"reverse_grad": "pathwise"},
@@ -142,6 +144,37 @@ def compile_chunk(trainer: aj.Trainer, state, x, steps: int):
     return compiled, seconds, float(cost.get("flops", float("nan"))), float(cost.get("bytes accessed", float("nan")))
 
 
+@contextlib.contextmanager
+def _unrolled_layer_scans():
+    """Trace flax ``nn.scan`` fully unrolled (for counting only): XLA's cost analysis counts a
+    loop body once, so the flow's scan over its L couplings would count as one coupling."""
+    import flax.linen as nn
+
+    original = nn.scan
+
+    def scan(*args, **kwargs):
+        kwargs["unroll"] = True
+        return original(*args, **kwargs)
+
+    nn.scan = scan
+    try:
+        yield
+    finally:
+        nn.scan = original
+
+
+def true_step_flops(overrides: dict, x) -> float:
+    """FLOPs of one single-seed step with every loop unrolled, from XLA's cost analysis of the
+    lowered (pre-optimization) HLO of the bare step."""
+    with _unrolled_layer_scans():
+        trainer = aj.Trainer(aj.TrainConfig(**overrides), x.shape[1])
+        state = jax.tree.map(lambda a: a[0], trainer.init(1))
+        cost = jax.jit(trainer.step).lower(state, aj.Batch(x)).cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0]
+    return float(cost["flops"])
+
+
 def bench_method(name: str, overrides: dict, x, steps: int, repeats: int, step_compile: bool) -> dict[str, Any]:
     """Compile and time one method: 1 seed, 5 seeds vmapped, 5 seeds sequential."""
     config = aj.TrainConfig(**overrides)
@@ -180,9 +213,10 @@ def bench_method(name: str, overrides: dict, x, steps: int, repeats: int, step_c
         out[f"time_{key}"] = summary(times)
         out[f"ms_per_step_{key}"] = 1e3 * min(times) / steps
         out[f"steps_per_s_{key}"] = steps / min(times)
-    out["gflops_per_s_1seed"] = out["flops_per_step_1seed"] / (min(t1) / steps) / 1e9
-    out["gflops_per_s_5seeds_vmapped"] = out["flops_per_step_5seeds"] / (min(t5v) / steps) / 1e9
-    out["gflops_per_s_5seeds_sequential"] = NUM_SEEDS * out["flops_per_step_1seed"] / (min(t5s) / steps) / 1e9
+    out["flops_per_step_unrolled"] = fl = true_step_flops(overrides, x)
+    out["gflops_per_s_1seed"] = fl / (min(t1) / steps) / 1e9
+    out["gflops_per_s_5seeds_vmapped"] = NUM_SEEDS * fl / (min(t5v) / steps) / 1e9
+    out["gflops_per_s_5seeds_sequential"] = NUM_SEEDS * fl / (min(t5s) / steps) / 1e9
     out["vmapped_over_sequential_speedup"] = min(t5s) / min(t5v)
     return out
 
@@ -228,7 +262,7 @@ def _flow_fns(flow, x):
     return params, vg, sample
 
 
-def bench_flow(x, calls: int, repeats: int, depths: tuple[int, ...]) -> dict[str, Any]:
+def bench_flow(x, calls: int, repeats: int, depths: tuple[int, ...], peer_depths: bool = True) -> dict[str, Any]:
     """Ours vs distrax on log-prob value-and-grad and sampling (B = len(x)); compile vs depth."""
     out: dict[str, Any] = {"batch": int(x.shape[0])}
     ours, peer = _flow_pair(5)
@@ -260,7 +294,7 @@ def bench_flow(x, calls: int, repeats: int, depths: tuple[int, ...]) -> dict[str
     for depth in depths:
         ours_d, peer_d = _flow_pair(depth)
         row = {"num_transforms": depth}
-        for name, flow in (("ours", ours_d), ("distrax", peer_d)):
+        for name, flow in (("ours", ours_d), ("distrax", peer_d))[: 2 if peer_depths else 1]:
             params, vg, _ = _flow_fns(flow, x)
             t0 = time.perf_counter()
             vg.lower(params).compile()
@@ -271,16 +305,230 @@ def bench_flow(x, calls: int, repeats: int, depths: tuple[int, ...]) -> dict[str
 
 
 # ---------------------------------------------------------------------------------------
+def bench_profile(x, calls: int, repeats: int) -> dict[str, Any]:
+    """Where one adasym step's time goes: each sub-computation of the step jitted alone
+    (1 seed, D.1 settings), timed interleaved; plus the whole step for comparison."""
+    import functools
+
+    from adasym_jax.runner import compiler_options
+
+    options = compiler_options()  # compile the parts as the library compiles its chunks
+    lib_jit = jax.jit if options is None else functools.partial(jax.jit, compiler_options=dict(options))
+
+    config = aj.TrainConfig()
+    trainer = aj.Trainer(config, x.shape[1])
+    flow, ebm = trainer.flow, trainer.ebm
+    state = jax.tree.map(lambda a: a[0], trainer.init(1))
+    # move away from the identity init so the splines do real work
+    state = state.replace(flow_params=_perturbed(state.flow_params, jax.random.PRNGKey(3)))
+    theta, psi, stats = state.flow_params, state.ebm_params, state.ebm_stats
+    n, m = x.shape[0], config.num_zeta_samples
+    key = jax.random.PRNGKey(0)
+    y = flow.apply({"params": theta}, key, n, method="sample")
+    xy = jnp.concatenate([x, y])
+    ym = flow.apply({"params": theta}, key, m, method="sample")
+
+    def ebm_fwd(p, s, pts):
+        return ebm.apply({"params": p, "spectral": s}, pts, update_stats=True, mutable=["spectral"])
+
+    def ebm_vg(p, s, pts):
+        return jax.value_and_grad(lambda p_: jnp.mean(ebm.apply({"params": p_, "spectral": s}, pts)))(p)
+
+    def flow_vg(t, pts):
+        return jax.value_and_grad(lambda t_: jnp.mean(flow.apply({"params": t_}, pts, method="log_prob")))(t)
+
+    def flow_sample(t, k, num):
+        return flow.apply({"params": t}, k, num, method="sample_and_log_prob")
+
+    def adam_updates(st):
+        from adasym_jax.train import _apply_updates
+        from adasym_jax.state import adam
+
+        a = _apply_updates(adam(1e-3, config), st.flow_params, st.flow_opt, st.flow_params)
+        b = _apply_updates(adam(1e-3, config), st.ebm_params, st.ebm_opt, st.ebm_params)
+        return a, b
+
+    parts = {
+        f"flow sample + log-prob, M = {m} (ζ samples)": (lib_jit(flow_sample, static_argnums=2), (theta, key, m)),
+        f"flow sample + log-prob, N = {n} (reverse-KL samples)": (lib_jit(flow_sample, static_argnums=2), (theta, key, n)),
+        f"EBM forward + power iteration, M = {m}": (lib_jit(ebm_fwd), (psi, stats, ym)),
+        f"EBM value-and-grad, {2 * n} rows (ψ step)": (lib_jit(ebm_vg), (psi, stats, xy)),
+        f"flow log-prob value-and-grad, {2 * n} rows (θ step, score)": (lib_jit(flow_vg), (theta, xy)),
+        "Adam updates (θ and ψ)": (lib_jit(adam_updates), (state,)),
+        "whole adasym step (jit of the step, no scan)": (lib_jit(trainer.step), (state, aj.Batch(x))),
+    }
+    for fn, args in parts.values():
+        block(fn(*args))
+    times: dict[str, list[float]] = {k: [] for k in parts}
+    for _ in range(repeats):
+        for name, (fn, args) in parts.items():
+            times[name].append(_time_calls(fn, args, calls, 1)["ms_best"])
+    return {name: {"ms_best": min(t), "ms_median": float(np.median(t))} for name, t in times.items()}
+
+
+
+# ---------------------------------------------------------------------------------------
+def import_baseline(ref: str):
+    """The library as of git ``ref``, importable as ``adasym_jax_baseline`` (for before/after
+    timings in one process: both versions compile once and are timed interleaved)."""
+    import importlib
+    import io
+    import tarfile
+    import tempfile
+
+    repo = HERE.parent
+    blob = subprocess.run(["git", "archive", ref, "adasym_jax"], cwd=repo, capture_output=True, check=True).stdout
+    root = Path(tempfile.mkdtemp(prefix="adasym_baseline_"))
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        tar.extractall(root, filter="data")
+    pkg = root / "adasym_jax_baseline"
+    (root / "adasym_jax").rename(pkg)
+    for f in pkg.rglob("*.py"):
+        f.write_text(f.read_text().replace("adasym_jax", "adasym_jax_baseline"))
+    sys.path.insert(0, str(root))
+    return importlib.import_module("adasym_jax_baseline")
+
+
+def bench_before_after(base, x, steps: int, repeats: int, calls: int) -> dict[str, Any]:
+    """The adasym step (1 seed, 5 vmapped, 5 sequential), the NF step and the flow's log-prob
+    value-and-grad of the baseline library vs this one, compiled once each, timed interleaved."""
+    out: dict[str, Any] = {}
+    progs = {}
+    for tag, lib in (("before", base), ("after", aj)):
+        for name, overrides in (("adasym", {}), ("nf", {"method": "nf"})):
+            trainer = lib.Trainer(lib.TrainConfig(**overrides), x.shape[1])
+            st1 = trainer.init(1)
+            c1, cs1, fl1, _ = compile_chunk(trainer, st1, x, steps)
+            entry = {"c1": c1, "s1": block(c1(st1, x, None)[0]), "compile_s_1seed": cs1, "flops_1seed": fl1}
+            if name == "adasym":
+                st5 = trainer.init(NUM_SEEDS)
+                c5, cs5, _, _ = compile_chunk(trainer, st5, x, steps)
+                entry.update(c5=c5, s5=block(c5(st5, x, None)[0]), compile_s_5seeds=cs5,
+                             singles=[block(c1(trainer.init([s]), x, None)[0]) for s in range(NUM_SEEDS)])
+            progs[(tag, name)] = entry
+        flow = lib.build_models(lib.TrainConfig(), x.shape[1])[0]
+        params, vg, _ = _flow_fns(flow, jnp.concatenate([x, x]))
+        t0 = time.perf_counter()
+        vg = vg.lower(params).compile()
+        progs[(tag, "flow")] = {"vg": vg, "params": params, "compile_s": time.perf_counter() - t0}
+    times: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        for tag in ("before", "after"):
+            e = progs[(tag, "adasym")]
+            dt, (e["s1"], _) = timed(lambda: e["c1"](e["s1"], x, None))
+            times.setdefault(f"{tag}_adasym_1seed", []).append(dt / steps)
+            dt, (e["s5"], _) = timed(lambda: e["c5"](e["s5"], x, None))
+            times.setdefault(f"{tag}_adasym_5seeds_vmapped", []).append(dt / steps)
+            t0 = time.perf_counter()
+            e["singles"] = [block(e["c1"](s, x, None)[0]) for s in e["singles"]]
+            times.setdefault(f"{tag}_adasym_5seeds_sequential", []).append((time.perf_counter() - t0) / steps)
+            e = progs[(tag, "nf")]
+            dt, (e["s1"], _) = timed(lambda: e["c1"](e["s1"], x, None))
+            times.setdefault(f"{tag}_nf_1seed", []).append(dt / steps)
+            e = progs[(tag, "flow")]
+            times.setdefault(f"{tag}_flow_value_and_grad_1600", []).append(
+                _time_calls(e["vg"], (e["params"],), calls, 1)["ms_best"] / 1e3)
+    for k, v in times.items():
+        out[k] = {"ms_best": 1e3 * min(v), "ms_median": 1e3 * float(np.median(v))}
+    for tag in ("before", "after"):
+        out[f"{tag}_compile_s"] = {
+            "adasym_1seed": progs[(tag, "adasym")]["compile_s_1seed"],
+            "adasym_5seeds": progs[(tag, "adasym")]["compile_s_5seeds"],
+            "nf_1seed": progs[(tag, "nf")]["compile_s_1seed"],
+            "flow_value_and_grad": progs[(tag, "flow")]["compile_s"],
+        }
+        out[f"{tag}_flops_adasym_1seed"] = progs[(tag, "adasym")]["flops_1seed"]
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+_BUCKETS = (
+    ("layer-scan bookkeeping (stacking/slicing residuals, copies)", ("dynamic_update_slice", "dynamic_slice")),
+    ("flow: conditioner MLP", ("_Conditioner",)),
+    ("flow: spline arithmetic, masks, log-det", ("couplings", "SplineFlow")),
+    ("EBM: LayerNorm (fwd+bwd)", ("LayerNorm",)),
+    ("EBM: backward (excl. LayerNorm)", ("transpose(jvp(ResidualEBM",)),
+    ("EBM: forward (excl. LayerNorm)", ("ResidualEBM",)),
+    ("optimizer (Adam, SGD)", ("adam", "optax", "sgd")),
+)
+
+
+def _bucket(op_name: str, event: str) -> str:
+    if event.startswith("copy"):
+        return _BUCKETS[0][0]
+    for label, keys in _BUCKETS:
+        if any(k in op_name for k in keys):
+            return label
+    return "other (ζ, losses, RNG, matmuls without source info)"
+
+
+def bench_trace(x, steps: int, seeds: int) -> dict[str, Any]:
+    """Profile the compiled adasym chunk with ``jax.profiler`` and add up XLA's op times by
+    the model part each op came from (its ``op_name`` metadata in the compiled HLO)."""
+    import re
+    import tempfile
+
+    from jax.profiler import ProfileData
+
+    trainer = aj.Trainer(aj.TrainConfig(), x.shape[1])
+    state = trainer.init(seeds)
+    compiled = trainer.chunk(steps, x.shape[0]).lower(state, x, None).compile()
+    meta = {}
+    for m in re.finditer(r"^\s*(?:ROOT )?%?([\w.\-]+) = ([^\n]*)", compiled.as_text(), re.M):
+        on = re.search(r'op_name="([^"]*)"', m.group(2))
+        meta[m.group(1)] = (on.group(1) if on else "", m.group(2)[:90])
+    state = block(compiled(state, x, None)[0])
+    calls = 2
+    with tempfile.TemporaryDirectory() as logdir:
+        with jax.profiler.trace(logdir):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                state = block(compiled(state, x, None)[0])
+            wall = (time.perf_counter() - t0) / (calls * steps)
+        path = sorted(Path(logdir).rglob("*.xplane.pb"))[-1]
+        data = ProfileData.from_file(str(path))
+    per_bucket: dict[str, float] = {}
+    per_op: dict[str, float] = {}
+    for plane in data.planes:
+        for line in plane.lines:
+            if not line.name.startswith("tf_XLA"):  # XLA's worker threads
+                continue
+            for ev in line.events:
+                if ev.name.startswith(("ThunkExecutor", "while")):
+                    continue
+                name = ev.name.replace("end: ", "")
+                op_name, text = meta.get(name, ("", ""))
+                ms = ev.duration_ns / 1e6 / (calls * steps)
+                bucket = _bucket(op_name, name)
+                per_bucket[bucket] = per_bucket.get(bucket, 0.0) + ms
+                shape = text.split(" fusion(")[0].split(" dot(")[0].split(" copy(")[0][:40]
+                key = f"{name}: {shape} ({op_name.split('body/')[-1][:70]})"
+                per_op[key] = per_op.get(key, 0.0) + ms
+    top = sorted(per_op.items(), key=lambda kv: -kv[1])[:15]
+    return {"seeds": seeds, "steps": steps, "wall_ms_per_step": 1e3 * wall,
+            "busy_ms_per_step": sum(per_bucket.values()),
+            "buckets": dict(sorted(per_bucket.items(), key=lambda kv: -kv[1])), "top_ops": top}
+
+
+# ---------------------------------------------------------------------------------------
+def _vm_hwm_mb() -> float:
+    """This process's peak resident set (VmHWM) in MB. Unlike ``ru_maxrss``, VmHWM starts
+    afresh at exec, so a child does not inherit its parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # pragma: no cover - non-Linux
+
+
 def rss_probe(steps: int) -> dict[str, Any]:
     """Runs in a fresh process: the 5-seed adasym chunk; reports this process's peak RSS."""
     x, _ = d1_data()
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = _vm_hwm_mb()
     trainer = aj.Trainer(aj.TrainConfig(), 2)
     state = trainer.init(NUM_SEEDS)
     fn = trainer.chunk(steps, x.shape[0])
     block(fn(state, x, None))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"peak_rss_mb": peak / 1024.0, "rss_after_import_mb": base / 1024.0, "steps": steps}
+    return {"peak_rss_mb": _vm_hwm_mb(), "rss_after_import_mb": base, "steps": steps}
 
 
 def bench_rss(steps: int) -> dict[str, Any]:
@@ -324,8 +572,18 @@ def run(args) -> dict[str, Any]:
                 f"{r['ms_per_step_5seeds_sequential']:.1f} seq5; compile {r['compile_s_1seed']:.1f}/{r['compile_s_5seeds']:.1f} s")
     if "flow" in sections:
         _, test = d1_data()
-        res["flow"] = bench_flow(test[:1000], args.flow_calls, args.repeats, tuple(int(d) for d in args.depths.split(",")))
+        res["flow"] = bench_flow(test[:1000], args.flow_calls, args.repeats, tuple(int(d) for d in args.depths.split(",")), not args.no_peer_depths)
         log(f"flow: vg speedup {res['flow']['speedup_value_and_grad']:.2f}x, sample {res['flow']['speedup_sample']:.2f}x")
+    if args.baseline_ref:
+        res["before_after"] = bench_before_after(import_baseline(args.baseline_ref), x, args.steps, args.repeats, args.flow_calls)
+        res["before_after"]["baseline_ref"] = args.baseline_ref
+        log("before/after done")
+    if "profile" in sections:
+        res["profile"] = bench_profile(x, args.flow_calls, args.repeats)
+        log("profile done")
+    if "trace" in sections:
+        res["trace"] = bench_trace(x, args.steps, NUM_SEEDS)
+        log("trace done")
     if "rss" in sections:
         res["rss"] = bench_rss(args.steps)
         log(f"rss {res['rss']}")
@@ -353,6 +611,8 @@ def _thread_env(env: dict) -> str:
 def to_markdown(res: dict[str, Any], title: str = "Speed on the 40-GMM settings of D.1") -> str:
     env, s = res["env"], res["settings"]
     lines = [f"# {title}", "", "Generated by `python benchmarks/speed.py` (all figures below come from one run).", ""]
+    if s.get("note"):
+        lines += [f"Note: {s['note']}", ""]
     lines += [
         f"- Device: {env['device']} ({env['cpu']}), {env['cpus_usable']} usable cores of {env['cpu_count']}; "
         f"JAX {env['jax']}, jaxlib {env['jaxlib']}, Python {env['python']}.",
@@ -376,8 +636,9 @@ def to_markdown(res: dict[str, Any], title: str = "Speed on the 40-GMM settings 
         lines += [
             "## Training steps",
             "",
-            "FLOPs per step: XLA's cost analysis of the compiled chunk (XLA counts the `scan` body once, i.e. one step). "
-            "'5 seq' runs the 1-seed program on 5 seeds one after the other; ms/step for 5 seeds is per step of all 5.",
+            "FLOPs per step: XLA's cost analysis of the bare single-seed step with the flow's layer `scan` unrolled "
+            "(XLA counts a loop body once, so the compiled chunk's own count — in the JSON as `flops_per_step_1seed` — "
+            "covers one coupling layer of five). Achieved GFLOP/s = that count × seeds ÷ time. '5 seq' runs the 1-seed program on 5 seeds one after the other; ms/step for 5 seeds is per step of all 5.",
             "",
             "| method | GFLOP/step (1 seed) | ms/step 1 seed | ms/step 5 vmapped | ms/step 5 seq | vmap speedup | "
             "steps/s 1 / 5v / 5s | GFLOP/s 1 / 5v | % of peak 1 / 5v / 5s | compile s 1 / 5 seeds |",
@@ -389,7 +650,7 @@ def to_markdown(res: dict[str, Any], title: str = "Speed on the 40-GMM settings 
                 f"{100 * r['fraction_of_peak_5seeds_sequential']:.0f}" if "fraction_of_peak_1seed" in r else "–"
             )
             lines.append(
-                f"| {LABELS.get(name, name)} | {r['flops_per_step_1seed'] / 1e9:.3f} | {r['ms_per_step_1seed']:.1f} | "
+                f"| {LABELS.get(name, name)} | {r.get('flops_per_step_unrolled', r['flops_per_step_1seed']) / 1e9:.3f} | {r['ms_per_step_1seed']:.1f} | "
                 f"{r['ms_per_step_5seeds_vmapped']:.1f} | {r['ms_per_step_5seeds_sequential']:.1f} | "
                 f"{r['vmapped_over_sequential_speedup']:.2f}× | {r['steps_per_s_1seed']:.1f} / "
                 f"{r['steps_per_s_5seeds_vmapped']:.2f} / {r['steps_per_s_5seeds_sequential']:.2f} | "
@@ -427,7 +688,56 @@ def to_markdown(res: dict[str, Any], title: str = "Speed on the 40-GMM settings 
             "|---|---|---|",
         ]
         for row in f["compile_vs_depth"]:
-            lines.append(f"| {row['num_transforms']} | {row['ours_compile_s']:.1f} | {row['distrax_compile_s']:.1f} |")
+            peer = f"{row['distrax_compile_s']:.1f}" if "distrax_compile_s" in row else "not run"
+            lines.append(f"| {row['num_transforms']} | {row['ours_compile_s']:.1f} | {peer} |")
+        lines.append("")
+    if "before_after" in res:
+        b = res["before_after"]
+        lines += [
+            "## Before / after the optimizations (same run, interleaved)",
+            "",
+            f"Baseline: the library at `{b['baseline_ref']}`, imported beside the current one; both compiled once, "
+            "timed alternately. ms per step (for 5 seeds: per step of all five).",
+            "",
+            "| program | before ms (best / median) | after ms (best / median) | speedup (best) |",
+            "|---|---|---|---|",
+        ]
+        for k in ("adasym_1seed", "adasym_5seeds_vmapped", "adasym_5seeds_sequential", "nf_1seed", "flow_value_and_grad_1600"):
+            bb, aa = b[f"before_{k}"], b[f"after_{k}"]
+            lines.append(f"| {k} | {bb['ms_best']:.1f} / {bb['ms_median']:.1f} | {aa['ms_best']:.1f} / {aa['ms_median']:.1f} | "
+                         f"{bb['ms_best'] / aa['ms_best']:.2f}× |")
+        lines += ["", "Compile seconds before → after: " + ", ".join(
+            f"{k} {b['before_compile_s'][k]:.1f} → {b['after_compile_s'][k]:.1f}" for k in b["after_compile_s"]) + ".", ""]
+    if "profile" in res:
+        whole = [v for k, v in res["profile"].items() if k.startswith("whole")][0]["ms_best"]
+        lines += [
+            "## Where an adasym step's time goes (1 seed)",
+            "",
+            "Each part jitted alone and timed interleaved (best of repeats); the parts overlap slightly with "
+            "what XLA fuses inside the whole step, so they need not sum to it exactly.",
+            "",
+            "| part | ms (best) | ms (median) | share of whole step |",
+            "|---|---|---|---|",
+        ]
+        for k, v in res["profile"].items():
+            lines.append(f"| {k} | {v['ms_best']:.2f} | {v['ms_median']:.2f} | {100 * v['ms_best'] / whole:.0f} % |")
+        lines.append("")
+    if "trace" in res:
+        t = res["trace"]
+        lines += [
+            f"## Profile of the {t['seeds']}-seed adasym chunk (jax.profiler)",
+            "",
+            f"Wall {t['wall_ms_per_step']:.1f} ms per step; XLA ops busy {t['busy_ms_per_step']:.1f} ms per step summed over "
+            "both worker threads. Op times added up by the model part named in each op's source metadata.",
+            "",
+            "| part | ms per step (both threads) | share |",
+            "|---|---|---|",
+        ]
+        for k, v in t["buckets"].items():
+            lines.append(f"| {k} | {v:.1f} | {100 * v / t['busy_ms_per_step']:.0f} % |")
+        lines += ["", "Top ops:", "", "| op | ms per step |", "|---|---|"]
+        for k, v in t["top_ops"]:
+            lines.append(f"| `{k}` | {v:.2f} |")
         lines.append("")
     if "rss" in res:
         r = res["rss"]
@@ -453,8 +763,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--flow-calls", type=int, default=20)
     p.add_argument("--depths", default="2,5,10,20")
+    p.add_argument("--no-peer-depths", action="store_true", help="compile-vs-depth for our flow only")
     p.add_argument("--out", default=str(RESULTS / "speed"), help="output path without extension")
     p.add_argument("--title", default="Speed on the 40-GMM settings of D.1")
+    p.add_argument("--baseline-ref", default="", help="git ref of the library to time against (before/after)")
+    p.add_argument("--previous", default="", help="JSON of an earlier run to append to the report")
     p.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     try:
@@ -472,8 +785,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     res = run(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(res, args.title)
+    if args.previous:
+        prev = json.loads(Path(args.previous).read_text())
+        prev = prev.get("this_run", prev)
+        md += "\n\n" + to_markdown(prev, "Earlier run, before the optimizations (all methods)").replace("\n# ", "\n## ")
+        res = {"this_run": res, "earlier_run": prev}
     out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=float))
-    out.with_suffix(".md").write_text(to_markdown(res, args.title) + "\n")
+    out.with_suffix(".md").write_text(md + "\n")
     print(f"wrote {out.with_suffix('.md')} and .json")
     return 0
 
