@@ -789,7 +789,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.previous:
         prev = json.loads(Path(args.previous).read_text())
         prev = prev.get("this_run", prev)
-        md += "\n\n" + to_markdown(prev, "Earlier run, before the optimizations (all methods)").replace("\n# ", "\n## ")
+        md += "\n\n#" + to_markdown(prev, "Earlier run, before the optimizations (all methods)")
         res = {"this_run": res, "earlier_run": prev}
     out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=float))
     out.with_suffix(".md").write_text(md + "\n")
