@@ -55,6 +55,28 @@ class SpectralDense(nn.Module):
         return x @ (kernel / sigma) + bias
 
 
+class LayerNorm(nn.Module):
+    """Layer normalization over the last axis, as ``flax.linen.LayerNorm`` (same parameters
+    ``scale``/``bias``, ε = 1e-6, variance as E[h²] − E[h]² clipped at 0).
+
+    The two row means are matmuls with a constant ``(features, 1)`` vector instead of
+    reductions: on XLA's CPU backend the reductions (and their transposes in the backward
+    pass) are the slow part of LayerNorm, while a thin matmul runs on the GEMM path.
+    """
+
+    epsilon: float = 1e-6
+
+    @nn.compact
+    def __call__(self, h: Array) -> Array:
+        features = h.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,))
+        bias = self.param("bias", nn.initializers.zeros, (features,))
+        avg = jnp.full((features, 1), 1.0 / features, h.dtype)
+        mean = h @ avg
+        var = jnp.maximum((h * h) @ avg - mean**2, 0.0)
+        return (h - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+
+
 class _ResidualBlock(nn.Module):
     """Algorithm 5 (LayerNorm, SiLU, SN-Linear twice; x' = α x + x'; SiLU), FiLM-modulated
     by the context when one is given (Algorithm 6: x' ← γ(c) ⊙ x' + β(c))."""
@@ -66,7 +88,7 @@ class _ResidualBlock(nn.Module):
     def __call__(self, x: Array, context: Optional[Array], update_stats: bool) -> Array:
         h = x
         for _ in range(2):
-            h = nn.LayerNorm()(h)
+            h = LayerNorm()(h)
             h = nn.silu(h)
             h = SpectralDense(self.hidden)(h, update_stats)
         if context is not None:

@@ -43,13 +43,31 @@ def coupling_masks(dim: int, num_transforms: int, kind: str = "alternating", see
     return masks
 
 
+def coupling_selection(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One-hot selectors of the transformed coordinates of each layer.
+
+    Returns ``select (L, k, dim)`` whose row j picks the j-th transformed coordinate of layer
+    i, and ``valid (L, k)``; k is the largest number of coordinates any layer transforms, and a
+    layer that transforms fewer has all-zero (invalid) padding rows, so every layer of the
+    ``nn.scan`` has the same shapes.
+    """
+    num_layers, dim = masks.shape
+    k = int(masks.sum(axis=1).max())
+    select = np.zeros((num_layers, k, dim), np.float32)
+    for i in range(num_layers):
+        idx = np.flatnonzero(masks[i])
+        select[i, np.arange(idx.size), idx] = 1.0
+    return select, select.sum(axis=-1)
+
+
 class _Conditioner(nn.Module):
-    """MLP from (masked x, context) to spline parameters ``(n, dim, 3K-1)``.
+    """MLP from (masked x, context) to spline parameters ``(n, k, 3K-1)`` for the k
+    coordinates the layer transforms (only those: the kept half needs no spline).
 
     The last layer starts at zero, so a fresh flow is the identity on top of N(0, I).
     """
 
-    dim: int
+    num_out: int
     num_bins: int
     hidden: Sequence[int]
 
@@ -58,12 +76,16 @@ class _Conditioner(nn.Module):
         for width in self.hidden:
             h = nn.silu(nn.Dense(width)(h))
         p = num_spline_params(self.num_bins)
-        out = nn.Dense(self.dim * p, kernel_init=nn.initializers.zeros, bias_init=nn.initializers.zeros)(h)
-        return out.reshape(h.shape[:-1] + (self.dim, p))
+        out = nn.Dense(self.num_out * p, kernel_init=nn.initializers.zeros, bias_init=nn.initializers.zeros)(h)
+        return out.reshape(h.shape[:-1] + (self.num_out, p))
 
 
 class _Coupling(nn.Module):
-    """One coupling layer; a step of the ``nn.scan`` over layers. Carry: ``(x, log_det)``."""
+    """One coupling layer; a step of the ``nn.scan`` over layers. Carry: ``(x, log_det)``.
+
+    Scanned inputs: ``mask (dim,)``, ``select (k, dim)`` and ``valid (k,)`` of
+    :func:`coupling_selection`. The spline runs on the k selected coordinates only.
+    """
 
     dim: int
     num_bins: int
@@ -72,17 +94,38 @@ class _Coupling(nn.Module):
     inverse: bool
 
     @nn.compact
-    def __call__(self, carry, mask: Array, context: Optional[Array]):
+    def __call__(self, carry, layer: tuple[Array, Array, Array], context: Optional[Array]):
         x, log_det = carry
+        mask, select, valid = layer
         cond_in = x * (1.0 - mask)
         if context is not None:
             cond_in = jnp.concatenate([cond_in, context], axis=-1)
-        params = _Conditioner(self.dim, self.num_bins, tuple(self.hidden))(cond_in)
+        params = _Conditioner(select.shape[0], self.num_bins, tuple(self.hidden))(cond_in)
+        x_t = _gather_columns(x, select)
         spline = rqs_inverse if self.inverse else rqs_forward
-        y, ld = spline(x, params, self.bound)
-        y = mask * y + (1.0 - mask) * x
-        log_det = log_det + jnp.sum(mask * ld, axis=-1)
+        y_t, ld = spline(x_t, params, self.bound)
+        y = x * (1.0 - mask) + _scatter_columns(y_t, select)
+        log_det = log_det + jnp.sum(valid * ld, axis=-1)
         return (y, log_det), None
+
+
+def _gather_columns(x: Array, select: Array) -> Array:
+    """``x (n, dim)``, one-hot ``select (k, dim)`` -> ``(n, k)`` (exact: one nonzero per row)."""
+    if x.shape[-1] <= _SMALL_DIM:
+        return jnp.sum(x[..., None, :] * select, axis=-1)
+    return x @ select.T
+
+
+def _scatter_columns(y_t: Array, select: Array) -> Array:
+    """``y_t (n, k)`` -> ``(n, dim)``, zero outside the selected columns."""
+    if select.shape[-1] <= _SMALL_DIM:
+        return jnp.sum(y_t[..., :, None] * select, axis=-2)
+    return y_t @ select
+
+
+# Below this many coordinates, selection is elementwise (it fuses with the spline arithmetic);
+# above, a matmul.
+_SMALL_DIM = 8
 
 
 class SplineFlow(nn.Module):
@@ -109,9 +152,6 @@ class SplineFlow(nn.Module):
     context_dim: int = 0
     mask: str = "alternating"
 
-    def _masks(self) -> Array:
-        return jnp.asarray(coupling_masks(self.dim, self.num_transforms, self.mask))
-
     @nn.compact
     def __call__(self, x: Array, context: Optional[Array] = None, inverse: bool = False):
         """Push ``x (n, dim)`` through all layers; returns ``(out (n, dim), log_det (n,))``.
@@ -131,7 +171,10 @@ class SplineFlow(nn.Module):
             reverse=inverse,
         )(self.dim, self.num_bins, tuple(self.hidden), self.bound, inverse, name="couplings")
         log_det0 = jnp.zeros(x.shape[:-1], x.dtype)
-        (out, log_det), _ = layers((x, log_det0), self._masks(), ctx)
+        masks = coupling_masks(self.dim, self.num_transforms, self.mask)
+        select, valid = coupling_selection(masks)
+        layer_inputs = (jnp.asarray(masks), jnp.asarray(select), jnp.asarray(valid))
+        (out, log_det), _ = layers((x, log_det0), layer_inputs, ctx)
         return out, log_det
 
     def _prepare_context(self, context: Optional[Array], n: int) -> Optional[Array]:
@@ -166,7 +209,18 @@ class SplineFlow(nn.Module):
         ``jax.lax.stop_gradient`` for the paper's score-function estimator.
         """
         check_context(context, self.context_dim, num)
-        z = jax.random.normal(key, (num, self.dim))
+        return self.push_base(self.base_sample(key, num), context)
+
+    def base_sample(self, key: Array, num: int) -> Array:
+        """``num`` draws ``(num, dim)`` of the standard-normal base (what sampling pushes)."""
+        return jax.random.normal(key, (num, self.dim))
+
+    def push_base(self, z: Array, context: Optional[Array] = None):
+        """Push base draws ``z (n, dim)`` through the flow: ``(x (n, dim), log p_θ(x) (n,))``.
+
+        ``sample_and_log_prob(key, n)`` is ``push_base(base_sample(key, n))``; pushing several
+        draws concatenated costs one pass instead of one per draw.
+        """
         x, log_det = self(z, context, inverse=True)
         return x, self.base_log_prob(z) - log_det
 

@@ -7,6 +7,8 @@ compiled call that runs ``eval_every`` steps for every seed at once.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 import time
 from typing import Any, Optional, Sequence, Union
 
@@ -23,6 +25,50 @@ from adasym_jax.validation import check_context, check_points
 
 Array = jax.Array
 Seeds = Union[int, Sequence[int]]
+
+
+@functools.lru_cache(maxsize=None)
+def compiler_options() -> Optional[tuple[tuple[str, str], ...]]:
+    """XLA options of the library's compiled programs (``None``: XLA's defaults).
+
+    On the CPU backend: no YNNPACK library fusions (``xla_cpu_experimental_ynn_fusion_type``
+    empty). XLA:CPU otherwise hands small reductions and elementwise chains of the spline
+    and LayerNorm to YNNPACK, which measured 1.7× slower on the 5-seed adasym step
+    (``benchmarks/results/profile.md``). A ``XLA_FLAGS`` that sets the option itself wins, and
+    a jaxlib without the option gets the defaults.
+    """
+    if jax.default_backend() != "cpu" or "ynn_fusion_type" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    options = (("xla_cpu_experimental_ynn_fusion_type", ""),)
+    try:
+        jax.jit(lambda a: a + 1, compiler_options=dict(options)).lower(np.float32(0)).compile()
+    except Exception:  # noqa: BLE001 - an XLA without this option: keep its defaults
+        return None
+    return options
+
+
+class _jit:
+    """``jax.jit(fn)`` that compiles with :func:`compiler_options` when called (or lowered)
+    at the top level. JAX accepts compiler options on top-level jits only, so a call from
+    inside another trace (``jax.jit``, ``jax.eval_shape``, ``jax.vmap``) uses the plain jit."""
+
+    def __init__(self, fn):
+        options = compiler_options()
+        self._plain = jax.jit(fn)
+        self._tuned = self._plain if options is None else jax.jit(fn, compiler_options=dict(options))
+
+    def _pick(self, args):
+        nested = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args))
+        return self._plain if nested else self._tuned
+
+    def __call__(self, *args):
+        return self._pick(args)(*args)
+
+    def lower(self, *args):
+        return self._pick(args).lower(*args)
+
+    def __getattr__(self, name):
+        return getattr(self._tuned, name)
 
 
 def seed_list(seeds: Seeds) -> list[int]:
@@ -74,8 +120,8 @@ class Trainer:
         keys = jnp.stack([jax.random.PRNGKey(s) for s in seed_list(seeds)])
         fn = lambda k, lam: init_state(self.config, self.flow, self.ebm, k, self.dim, lam)  # noqa: E731
         if lambdas is None:
-            return jax.jit(jax.vmap(lambda k: fn(k, None)))(keys)
-        return jax.jit(jax.vmap(fn))(keys, lambdas)
+            return _jit(jax.vmap(lambda k: fn(k, None)))(keys)
+        return _jit(jax.vmap(fn))(keys, lambdas)
 
     # -- training -------------------------------------------------------------------
     def _chunk_fn(self, num_steps: int, n: int):
@@ -94,7 +140,7 @@ class Trainer:
 
             return jax.lax.scan(body, state, None, length=num_steps)
 
-        return jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
+        return _jit(jax.vmap(one_seed, in_axes=(0, None, None)))
 
     def chunk(self, num_steps: int, n: int):
         """Compiled ``(state, x, context) -> (state, metrics)`` running ``num_steps`` steps for
@@ -125,7 +171,7 @@ class Trainer:
             log_q = ebm.apply(v, x) - log_zeta
             return {"test_nll_p": -jnp.mean(log_p), "test_nll_q": -jnp.mean(log_q), "log_zeta": log_zeta}
 
-        return jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
+        return _jit(jax.vmap(one_seed, in_axes=(0, None, None)))
 
     def evaluate(self, state: TrainState, x: Array, key: Optional[Array] = None) -> dict[str, np.ndarray]:
         """Test NLL of p_θ (exact), of q̃_ψ = f/T − log ζ̂ (ζ̂ from ``eval_zeta_samples``
@@ -142,7 +188,7 @@ class Trainer:
         x = _validated(x, self.dim, self.config.context_dim, context)
         if "log_prob" not in self._cache:
             f = lambda p, xx, c: self.flow.apply({"params": p}, xx, c, method="log_prob")  # noqa: E731
-            self._cache["log_prob"] = jax.jit(jax.vmap(f, in_axes=(0, None, None)))
+            self._cache["log_prob"] = _jit(jax.vmap(f, in_axes=(0, None, None)))
         return self._cache["log_prob"](state.flow_params, x, context)
 
     def sample(self, state: TrainState, key: Array, num: int, context: Optional[Array] = None) -> Array:
@@ -153,7 +199,7 @@ class Trainer:
         cache_key = ("sample", num)
         if cache_key not in self._cache:
             f = lambda p, k, c: self.flow.apply({"params": p}, k, num, c, method="sample")  # noqa: E731
-            self._cache[cache_key] = jax.jit(jax.vmap(f, in_axes=(0, 0, None)))
+            self._cache[cache_key] = _jit(jax.vmap(f, in_axes=(0, 0, None)))
         return self._cache[cache_key](state.flow_params, keys, context)
 
 

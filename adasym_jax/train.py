@@ -84,18 +84,20 @@ def make_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> Step
         ctx_m = _take_rows(ctx, k_cm, m, n)
         theta, psi, lam = state.flow_params, state.ebm_params, state.lambdas
 
+        # The M ζ samples and the N reverse-KL samples y (neither carries gradient in the
+        # paper's estimator) in one pass of the flow: the same draws as two
+        # sample_and_log_prob calls with k_m and k_y.
+        z = jnp.concatenate([flow.apply({}, k_m, m, method="base_sample"), flow.apply({}, k_y, n_rev, method="base_sample")])
+        samples, log_p_s = flow.apply({"params": theta}, z, _concat(ctx_m, ctx_y), method="push_base")
+        samples, log_p_s = sg(samples), sg(log_p_s)
+        y_m, log_p_m, y, log_p_y_s = samples[:m], log_p_s[:m], samples[m:], log_p_s[m:]
+
         # ζ̂ from M samples: forward passes only (Algorithm 2), plus the power iteration.
-        y_m, log_p_m = flow.apply({"params": theta}, k_m, m, ctx_m, method="sample_and_log_prob")
-        y_m, log_p_m = sg(y_m), sg(log_p_m)
         log_q_m, new_vars = ebm.apply(
             {"params": psi, "spectral": state.ebm_stats}, y_m, ctx_m, update_stats=True, mutable=["spectral"]
         )
         stats = new_vars["spectral"]
         log_zeta = obj.log_zeta_estimate(sg(log_q_m), log_p_m)
-
-        # Reverse-KL samples y (no gradient in the paper's estimator).
-        y, log_p_y_s = flow.apply({"params": theta}, k_y, n_rev, ctx_y, method="sample_and_log_prob")
-        y, log_p_y_s = sg(y), sg(log_p_y_s)
 
         def psi_loss(psi_):
             v = {"params": psi_, "spectral": stats}
