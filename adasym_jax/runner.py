@@ -131,7 +131,8 @@ class Trainer:
         def one_seed(state: TrainState, x: Array, ctx: Optional[Array]):
             def body(s, _):
                 if minibatch:
-                    k = jax.random.fold_in(s.key, 0x5EED)
+                    # the step index too: a step that does not advance s.key must still see new batches
+                    k = jax.random.fold_in(jax.random.fold_in(s.key, 0x5EED), s.step)
                     idx = jax.random.permutation(k, n)[:bs]
                     batch = Batch(x[idx], None if ctx is None else ctx[idx])
                 else:

@@ -60,7 +60,7 @@ def _apply_updates(tx: optax.GradientTransformation, grads, opt_state, params):
 
 
 def _global_norm(tree) -> Array:
-    return optax.global_norm(tree)
+    return optax.tree.norm(tree)
 
 
 def make_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> StepFn:
@@ -205,7 +205,8 @@ def make_mle_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> StepF
         nll, g = jax.value_and_grad(loss)(state.flow_params)
         theta, flow_opt = _apply_updates(flow_tx, g, state.flow_opt, state.flow_params)
         metrics = {"fw_nll": nll, "grad_norm_flow": _global_norm(g)}
-        return state.replace(step=state.step + 1, flow_params=theta, flow_opt=flow_opt), metrics
+        key, _ = jax.random.split(state.key)  # advance the stream like every other step
+        return state.replace(step=state.step + 1, key=key, flow_params=theta, flow_opt=flow_opt), metrics
 
     return step
 

@@ -77,12 +77,22 @@ def test_baseline_steps_share_the_state(tiny_config, data, method):
     assert np.all(np.diff(m["fw_nll"][0][::5]) < 0.5)
     moved = lambda a, b: any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))  # noqa: E731
     assert moved(s0.flow_params, s1.flow_params)
+    assert moved(s0.key, s1.key)  # the PRNG stream advances (minibatches depend on it)
     if method == "nf":
         assert not moved(s0.ebm_params, s1.ebm_params)  # ψ untouched by maximum likelihood
     else:
         assert moved(s0.ebm_params, s1.ebm_params)
         np.testing.assert_allclose(s1.lambdas["fw"], 2.0)  # P-W keeps its weights
         np.testing.assert_allclose(s1.lambdas["rv"], 0.5)
+
+
+def test_minibatches_change_from_step_to_step(tiny_config, data):
+    # NF with a minibatch: the per-step loss is measured on that step's batch, so a frozen batch
+    # would make consecutive losses come from the same 8 points; compare with full-batch NLLs.
+    cfg = tiny_config.replace(method="nf", batch_size=8, lr_flow=1e-12)
+    tr = aj.Trainer(cfg, 2)
+    _, m = tr.run(tr.init(1), data[0], 6)
+    assert len(np.unique(np.round(m["fw_nll"][0], 5))) == 6
 
 
 def test_pathwise_and_importance_options_run(tiny_config, data):
