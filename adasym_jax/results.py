@@ -34,6 +34,7 @@ from adasym_jax.checkpoint import (
     read_standardization,
 )
 from adasym_jax.config import TrainConfig
+from adasym_jax.langevin import langevin
 from adasym_jax.runner import FitResult, Trainer
 from adasym_jax.state import TrainState
 from adasym_jax.validation import check_context, check_points
@@ -260,28 +261,6 @@ def evaluate_run(run: Run, x: np.ndarray, key: Optional[Array] = None) -> dict[s
 def _to_model(run: Run, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float32)
     return x if run.standardizer is None else np.asarray(run.standardizer.apply(x), np.float32)
-
-
-def langevin(
-    log_q,
-    x0: Array,
-    key: Array,
-    num_steps: int,
-    step_size: float,
-) -> Array:
-    """Unadjusted Langevin dynamics, eq. (8): x ← x + s ∇ log q(x) + √(2s) ξ.
-
-    ``log_q`` maps ``(n, dim) -> (n,)`` (rows independent); ``x0 (n, dim)``. Pure and
-    jit-able (a ``lax.scan`` over ``num_steps``).
-    """
-    grad = jax.grad(lambda x: jnp.sum(log_q(x)))
-    scale = jnp.sqrt(2.0 * step_size)
-
-    def body(x, k):
-        return x + step_size * grad(x) + scale * jax.random.normal(k, x.shape, x.dtype), None
-
-    x, _ = jax.lax.scan(body, x0, jax.random.split(key, num_steps))
-    return x
 
 
 def _context_rows(context: Optional[np.ndarray], context_dim: int, num: int) -> Optional[Array]:

@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
+from adasym_jax.langevin import langevin as run_langevin
 from adasym_jax.state import TrainState
 
 Array = jax.Array
@@ -36,15 +36,7 @@ def langevin(
     ``variables`` is ``{"params": ψ, "spectral": stats}``; ``context`` is ``(n, k)``, ``(1, k)``
     or ``None``. Pure and jit/vmap-able (``num_steps`` must be static).
     """
-    grad_log_q = jax.grad(lambda x: jnp.sum(ebm.apply(variables, x, context)))
-    noise_scale = jnp.sqrt(2.0 * step_size)
-
-    def body(x, k):
-        z = jax.random.normal(k, x.shape, x.dtype)
-        return x + step_size * grad_log_q(x) + noise_scale * z, None
-
-    x, _ = jax.lax.scan(body, x0, jax.random.split(key, num_steps))
-    return x
+    return run_langevin(lambda x: ebm.apply(variables, x, context), x0, key, num_steps, step_size)
 
 
 def sample_q(
