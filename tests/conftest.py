@@ -30,3 +30,39 @@ def tiny_config():
         num_zeta_samples=128,
         eval_zeta_samples=256,
     )
+
+
+@pytest.fixture
+def execute_notebook(tmp_path, monkeypatch):
+    """Run a notebook in a kernel of *this* interpreter (the venv, whatever is installed
+    globally), with ``tmp_path`` as its working folder; returns its stream output as text."""
+    import json
+    import sys
+
+    nbclient = pytest.importorskip("nbclient")
+    nbformat = pytest.importorskip("nbformat")
+    pytest.importorskip("ipykernel")
+    spec_dir = tmp_path / "kernels" / "adasym-test"
+    spec_dir.mkdir(parents=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "adasym test",
+        "language": "python",
+    }
+    (spec_dir / "kernel.json").write_text(json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path), prepend=os.pathsep)  # finds kernels/adasym-test
+
+    def run(path) -> str:
+        nb = nbformat.read(path, as_version=4)
+        nbclient.NotebookClient(
+            nb, timeout=300, kernel_name="adasym-test", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
+        return "".join(
+            o.get("text", "")
+            for c in nb.cells
+            if c.cell_type == "code"
+            for o in c.get("outputs", [])
+            if o.get("output_type") == "stream"
+        )
+
+    return run
