@@ -113,25 +113,53 @@ def make_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> Step
         (_, (log_q_x, log_q_y)), g_psi = jax.value_and_grad(psi_loss, has_aux=True)(psi)
         log_q_x, log_q_y = sg(log_q_x), sg(log_q_y)
 
-        def theta_loss(theta_):
-            if config.reverse_grad == "score":
-                log_p = flow.apply({"params": theta_}, jnp.concatenate([x, y]), _concat(ctx, ctx_y), method="log_prob")
-                log_p_x, log_p_y = log_p[:n], log_p[n:]
-                loss = obj.theta_surrogate_score(log_p_x, log_p_y, log_q_y, lam, T)
-            else:
-                log_p_x = flow.apply({"params": theta_}, x, ctx, method="log_prob")
-                y_t, log_p_y = flow.apply({"params": theta_}, k_y, n_rev, ctx_y, method="sample_and_log_prob")
-                log_q_yt = ebm.apply({"params": sg(psi), "spectral": stats}, y_t, ctx_y)
-                loss = obj.theta_surrogate_pathwise(log_p_x, log_p_y, log_q_yt, lam, T)
-            return loss, (log_p_x, log_p_y)
-
-        (_, (log_p_x, log_p_y)), g_theta = jax.value_and_grad(theta_loss, has_aux=True)(theta)
-        log_p_x, log_p_y = sg(log_p_x), sg(log_p_y)
+        g_theta, log_p_x, log_p_y = theta_gradient(
+            config, flow, ebm, theta, {"params": psi, "spectral": stats}, lam, x, ctx, y, ctx_y, log_q_y, k_y
+        )
 
         values = obj.constraint_values(log_p_x, log_q_x, log_p_y, log_q_y, log_zeta, T)
         return primal_dual_update(config, state, key, g_theta, g_psi, stats, values, {"log_zeta": log_zeta})
 
     return step
+
+
+def theta_gradient(
+    config: TrainConfig,
+    flow: nn.Module,
+    ebm: nn.Module,
+    theta,
+    ebm_vars,
+    lambdas: dict,
+    x: Array,
+    ctx: Optional[Array],
+    y: Array,
+    ctx_y: Optional[Array],
+    log_q_y: Array,
+    key_y: Array,
+):
+    """∇θ of the θ surrogate (eq. (18), or pathwise when ``config.reverse_grad == "pathwise"``).
+
+    ``x (n, dim)`` data with ``ctx``; ``y (N, dim)`` the reverse-KL samples drawn with ``key_y``
+    (no gradient) with ``ctx_y`` and ``log_q_y (N,)`` the EBM there. The pathwise form redraws y
+    from ``key_y`` along θ's sampling path, with ψ (``ebm_vars``) held fixed. Returns
+    ``(g_theta, log_p_x (n,), log_p_y (N,))``, the log-densities without gradient.
+    """
+    n, n_rev, T = x.shape[0], y.shape[0], config.temperature
+
+    def theta_loss(theta_):
+        if config.reverse_grad == "score":
+            log_p = flow.apply({"params": theta_}, jnp.concatenate([x, y]), _concat(ctx, ctx_y), method="log_prob")
+            log_p_x, log_p_y = log_p[:n], log_p[n:]
+            loss = obj.theta_surrogate_score(log_p_x, log_p_y, log_q_y, lambdas, T)
+        else:
+            log_p_x = flow.apply({"params": theta_}, x, ctx, method="log_prob")
+            y_t, log_p_y = flow.apply({"params": theta_}, key_y, n_rev, ctx_y, method="sample_and_log_prob")
+            log_q_yt = ebm.apply(jax.tree.map(sg, ebm_vars), y_t, ctx_y)
+            loss = obj.theta_surrogate_pathwise(log_p_x, log_p_y, log_q_yt, lambdas, T)
+        return loss, (log_p_x, log_p_y)
+
+    (_, (log_p_x, log_p_y)), g_theta = jax.value_and_grad(theta_loss, has_aux=True)(theta)
+    return g_theta, sg(log_p_x), sg(log_p_y)
 
 
 def primal_dual_update(

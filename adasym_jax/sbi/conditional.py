@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from adasym_jax import objective as obj
 from adasym_jax.config import TrainConfig
 from adasym_jax.state import TrainState
-from adasym_jax.train import StepFn, as_batch, primal_dual_update
+from adasym_jax.train import StepFn, as_batch, primal_dual_update, theta_gradient
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -130,20 +130,9 @@ def make_conditional_step(
         (_, (log_q_x, log_q_y)), g_psi = jax.value_and_grad(psi_loss, has_aux=True)(psi)
         log_q_x, log_q_y = sg(log_q_x), sg(log_q_y)
 
-        def theta_loss(theta_):
-            if config.reverse_grad == "score":
-                log_p = flow.apply({"params": theta_}, jnp.concatenate([x, y]), jnp.concatenate([ctx, ctx]), method="log_prob")
-                log_p_x, log_p_y = log_p[:n], log_p[n:]
-                loss = obj.theta_surrogate_score(log_p_x, log_p_y, log_q_y, lam, T)
-            else:
-                log_p_x = flow.apply({"params": theta_}, x, ctx, method="log_prob")
-                y_t, log_p_y = flow.apply({"params": theta_}, k_y, n, ctx, method="sample_and_log_prob")
-                log_q_yt = ebm.apply({"params": sg(psi), "spectral": stats}, y_t, ctx)
-                loss = obj.theta_surrogate_pathwise(log_p_x, log_p_y, log_q_yt, lam, T)
-            return loss, (log_p_x, log_p_y)
-
-        (_, (log_p_x, log_p_y)), g_theta = jax.value_and_grad(theta_loss, has_aux=True)(theta)
-        log_p_x, log_p_y = sg(log_p_x), sg(log_p_y)
+        g_theta, log_p_x, log_p_y = theta_gradient(
+            config, flow, ebm, theta, {"params": psi, "spectral": stats}, lam, x, ctx, y, ctx, log_q_y, k_y
+        )
 
         values = conditional_constraint_values(log_p_x, log_q_x, log_p_y, log_q_y, log_zeta, T)
         extra = {
