@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from adasym_jax import objective as obj
 from adasym_jax.config import TrainConfig
 from adasym_jax.state import TrainState
-from adasym_jax.train import make_train_step, primal_dual_update
+from adasym_jax.train import make_train_step, primal_dual_update, theta_gradient
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -100,18 +100,10 @@ def make_cached_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module):
         (_, (log_q_x, log_q_y)), g_psi = jax.value_and_grad(psi_loss, has_aux=True)(psi)
         log_q_x, log_q_y = sg(log_q_x), sg(log_q_y)
 
-        def theta_loss(theta_):
-            if config.reverse_grad == "score":
-                log_p = flow.apply({"params": theta_}, jnp.concatenate([x, y]), method="log_prob")
-                log_p_x, log_p_y = log_p[:n], log_p[n:]
-                return obj.theta_surrogate_score(log_p_x, log_p_y, log_q_y, lam, T), (log_p_x, log_p_y)
-            log_p_x = flow.apply({"params": theta_}, x, method="log_prob")
-            y_t, log_p_y = flow.apply({"params": theta_}, k_y, n_rev, method="sample_and_log_prob")
-            log_q_yt = ebm.apply({"params": sg(psi), "spectral": stats}, y_t)
-            return obj.theta_surrogate_pathwise(log_p_x, log_p_y, log_q_yt, lam, T), (log_p_x, log_p_y)
-
-        (_, (log_p_x, log_p_y)), g_theta = jax.value_and_grad(theta_loss, has_aux=True)(theta)
-        values = obj.constraint_values(sg(log_p_x), log_q_x, sg(log_p_y), log_q_y, log_zeta, T)
+        g_theta, log_p_x, log_p_y = theta_gradient(
+            config, flow, ebm, theta, {"params": psi, "spectral": stats}, lam, x, None, y, None, log_q_y, k_y
+        )
+        values = obj.constraint_values(log_p_x, log_q_x, log_p_y, log_q_y, log_zeta, T)
         return primal_dual_update(config, state, key, g_theta, g_psi, stats, values)
 
     return step
