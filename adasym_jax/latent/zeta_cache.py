@@ -24,7 +24,7 @@ core step's fresh-sample estimate: that is the "off" position of the switch.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable
 
 import flax.linen as nn
 import jax
