@@ -169,7 +169,8 @@ def psi_surrogate(
     M-sample estimate of eq. (12)) and ``zeta_log_p (K,)`` are constants. ``zeta_log_q`` /
     ``zeta_log_p`` are the samples whose importance weights carry ∇ψ ζ (eq. (14)): pass the
     reverse-KL samples y (eq. (15) as printed; the M samples then need a forward pass only)
-    or the M samples themselves (eq. (14) as printed). The gradient is
+    or the M samples themselves (eq. (14) as printed). For conditional models (B.6) pass
+    ``log_zeta (n,)`` per condition and ``zeta_log_q``/``zeta_log_p`` of shape ``(n, J)``. The gradient is
       mean_i[−λ_prx ∇f(x_i)] − λ_rv T mean_i[∇f(y_i)] + c · mean_j[w_j ∇f(y_j)],
       c = (λ_rv T + λ_prx)/ζ + λ_u − λ_l,  w_j = exp(log q̃(y_j) − log p(y_j)),
     with f = log q̃ (for T = 1 and the y samples this is eq. (15) verbatim).
@@ -177,8 +178,10 @@ def psi_surrogate(
     lam = {k: sg(v) for k, v in lambdas.items()}
     coef = (lam["rv"] * temperature + lam["prx"]) * jnp.exp(-sg(log_zeta)) + lam["zeta_u"] - lam["zeta_l"]
     w = jnp.exp(sg(zeta_log_q) - sg(zeta_log_p))
+    # Per condition (B.6): log_zeta (n,) with samples (n, J) gives mean_i c_i ∇ζ(u_i); for a
+    # scalar log_zeta and (K,) samples the outer mean is over a scalar.
     return (
         -lam["prx"] * jnp.mean(log_q_x)
         - lam["rv"] * temperature * jnp.mean(log_q_y)
-        + coef * jnp.mean(w * zeta_log_q)
+        + jnp.mean(coef * jnp.mean(w * zeta_log_q, axis=-1))
     )

@@ -60,11 +60,7 @@ def conditional_psi_surrogate(
     (log ζ(u_i) estimates) and ``zeta_log_p (n, J)`` are constants. Row i of ``zeta_log_q`` /
     ``zeta_log_p`` holds the J samples at condition u_i whose importance weights carry ∇ζ(u_i).
     """
-    lam = {k: sg(v) for k, v in lambdas.items()}
-    coef = (lam["rv"] * temperature + lam["prx"]) * jnp.exp(-sg(log_zeta)) + lam["zeta_u"] - lam["zeta_l"]
-    w = jnp.exp(sg(zeta_log_q) - sg(zeta_log_p))
-    grad_zeta = jnp.mean(w * zeta_log_q, axis=-1)
-    return -lam["prx"] * jnp.mean(log_q_x) - lam["rv"] * temperature * jnp.mean(log_q_y) + jnp.mean(coef * grad_zeta)
+    return obj.psi_surrogate(log_q_x, log_q_y, log_zeta, zeta_log_q, zeta_log_p, lambdas, temperature)
 
 
 def conditional_constraint_values(
