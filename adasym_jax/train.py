@@ -92,26 +92,10 @@ def make_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> Step
         samples, log_p_s = sg(samples), sg(log_p_s)
         y_m, log_p_m, y, log_p_y_s = samples[:m], log_p_s[:m], samples[m:], log_p_s[m:]
 
-        # ζ̂ from M samples: forward passes only (Algorithm 2), plus the power iteration.
-        log_q_m, new_vars = ebm.apply(
-            {"params": psi, "spectral": state.ebm_stats}, y_m, ctx_m, update_stats=True, mutable=["spectral"]
+        log_zeta, stats = zeta_and_power_iteration(ebm, psi, state.ebm_stats, y_m, ctx_m, log_p_m)
+        g_psi, log_q_x, log_q_y = psi_gradient(
+            config, ebm, {"params": psi, "spectral": stats}, lam, log_zeta, x, ctx, y, ctx_y, log_p_y_s, y_m, ctx_m, log_p_m
         )
-        stats = new_vars["spectral"]
-        log_zeta = obj.log_zeta_estimate(sg(log_q_m), log_p_m)
-
-        def psi_loss(psi_):
-            v = {"params": psi_, "spectral": stats}
-            log_q = ebm.apply(v, jnp.concatenate([x, y]), _concat(ctx, ctx_y))
-            log_q_x, log_q_y = log_q[:n], log_q[n:]
-            if config.zeta_grad == "batch":
-                zq, zp = log_q_y, log_p_y_s
-            else:
-                zq, zp = ebm.apply(v, y_m, ctx_m), log_p_m
-            loss = obj.psi_surrogate(log_q_x, log_q_y, log_zeta, zq, zp, lam, T)
-            return loss, (log_q_x, log_q_y)
-
-        (_, (log_q_x, log_q_y)), g_psi = jax.value_and_grad(psi_loss, has_aux=True)(psi)
-        log_q_x, log_q_y = sg(log_q_x), sg(log_q_y)
 
         g_theta, log_p_x, log_p_y = theta_gradient(
             config, flow, ebm, theta, {"params": psi, "spectral": stats}, lam, x, ctx, y, ctx_y, log_q_y, k_y
@@ -121,6 +105,55 @@ def make_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> Step
         return primal_dual_update(config, state, key, g_theta, g_psi, stats, values, {"log_zeta": log_zeta})
 
     return step
+
+
+def zeta_and_power_iteration(
+    ebm: nn.Module, psi, ebm_stats, y_m: Array, ctx_m: Optional[Array], log_p_m: Array
+) -> tuple[Array, dict]:
+    """log ζ̂ (Algorithm 2, eq. (12)) from ``M`` flow samples ``y_m (M, dim)`` with their
+    ``log_p_m (M,)``, by a forward pass of the EBM that also runs one spectral-norm power
+    iteration. Returns ``(log_zeta, new spectral statistics)``; log ζ̂ carries no gradient."""
+    log_q_m, new_vars = ebm.apply({"params": psi, "spectral": ebm_stats}, y_m, ctx_m, update_stats=True, mutable=["spectral"])
+    return obj.log_zeta_estimate(sg(log_q_m), sg(log_p_m)), new_vars["spectral"]
+
+
+def psi_gradient(
+    config: TrainConfig,
+    ebm: nn.Module,
+    ebm_vars,
+    lambdas: dict,
+    log_zeta: Array,
+    x: Array,
+    ctx: Optional[Array],
+    y: Array,
+    ctx_y: Optional[Array],
+    log_p_y: Array,
+    y_m: Array,
+    ctx_m: Optional[Array],
+    log_p_m: Array,
+):
+    """∇ψ of the ψ surrogate (eq. (15)) at ``ebm_vars`` (params and spectral statistics).
+
+    ``x (n, dim)`` data with ``ctx``; ``y (N, dim)`` reverse-KL samples with ``ctx_y`` and
+    ``log_p_y (N,)``; ``y_m (M, dim)``, ``ctx_m``, ``log_p_m (M,)`` the ζ samples, which carry
+    ∇ψ ζ when ``config.zeta_grad == "importance"`` (eq. (14)); otherwise the y samples do.
+    Returns ``(g_psi, log_q_x (n,), log_q_y (N,))``, the log-densities without gradient.
+    """
+    n = x.shape[0]
+
+    def psi_loss(psi_):
+        v = {"params": psi_, "spectral": ebm_vars["spectral"]}
+        log_q = ebm.apply(v, jnp.concatenate([x, y]), _concat(ctx, ctx_y))
+        log_q_x, log_q_y = log_q[:n], log_q[n:]
+        if config.zeta_grad == "batch":
+            zq, zp = log_q_y, log_p_y
+        else:
+            zq, zp = ebm.apply(v, y_m, ctx_m), log_p_m
+        loss = obj.psi_surrogate(log_q_x, log_q_y, log_zeta, zq, zp, lambdas, config.temperature)
+        return loss, (log_q_x, log_q_y)
+
+    (_, (log_q_x, log_q_y)), g_psi = jax.value_and_grad(psi_loss, has_aux=True)(ebm_vars["params"])
+    return g_psi, sg(log_q_x), sg(log_q_y)
 
 
 def theta_gradient(

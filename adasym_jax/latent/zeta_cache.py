@@ -33,7 +33,13 @@ import jax.numpy as jnp
 from adasym_jax import objective as obj
 from adasym_jax.config import TrainConfig
 from adasym_jax.state import TrainState
-from adasym_jax.train import make_train_step, primal_dual_update, theta_gradient
+from adasym_jax.train import (
+    make_train_step,
+    primal_dual_update,
+    psi_gradient,
+    theta_gradient,
+    zeta_and_power_iteration,
+)
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -82,23 +88,12 @@ def make_cached_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module):
         key, k_y = jax.random.split(state.key)
         theta, psi, lam = state.flow_params, state.ebm_params, state.lambdas
         y_m, log_p_m = state.zeta_y, state.zeta_log_p
-        log_q_m, new_vars = ebm.apply(
-            {"params": psi, "spectral": state.ebm_stats}, y_m, update_stats=True, mutable=["spectral"]
-        )
-        stats = new_vars["spectral"]
-        log_zeta = obj.log_zeta_estimate(sg(log_q_m), log_p_m)
+        log_zeta, stats = zeta_and_power_iteration(ebm, psi, state.ebm_stats, y_m, None, log_p_m)
         y, log_p_y_s = flow.apply({"params": theta}, k_y, n_rev, method="sample_and_log_prob")
         y, log_p_y_s = sg(y), sg(log_p_y_s)
-
-        def psi_loss(psi_):
-            v = {"params": psi_, "spectral": stats}
-            log_q = ebm.apply(v, jnp.concatenate([x, y]))
-            log_q_x, log_q_y = log_q[:n], log_q[n:]
-            zq, zp = (log_q_y, log_p_y_s) if config.zeta_grad == "batch" else (ebm.apply(v, y_m), log_p_m)
-            return obj.psi_surrogate(log_q_x, log_q_y, log_zeta, zq, zp, lam, T), (log_q_x, log_q_y)
-
-        (_, (log_q_x, log_q_y)), g_psi = jax.value_and_grad(psi_loss, has_aux=True)(psi)
-        log_q_x, log_q_y = sg(log_q_x), sg(log_q_y)
+        g_psi, log_q_x, log_q_y = psi_gradient(
+            config, ebm, {"params": psi, "spectral": stats}, lam, log_zeta, x, None, y, None, log_p_y_s, y_m, None, log_p_m
+        )
 
         g_theta, log_p_x, log_p_y = theta_gradient(
             config, flow, ebm, theta, {"params": psi, "spectral": stats}, lam, x, None, y, None, log_q_y, k_y
