@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from adasym_jax.config import TrainConfig
-from adasym_jax.runner import FitResult, Seeds, Trainer, fit, seed_list
+from adasym_jax.runner import FitResult, Seeds, Trainer, fit, seed_list, tuned_jit
 from adasym_jax.state import TrainState, adam, init_state
 from adasym_jax.train import StepFn, as_batch
 from adasym_jax.validation import check_points
@@ -171,7 +171,7 @@ def init_pw_grid(trainer: Trainer, members: Sequence[GridMember]) -> TrainState:
     lambdas = {k: jnp.asarray(v) for k, v in pw_grid_lambdas(members).items()}
     cfg, flow, ebm, dim = trainer.config, trainer.flow, trainer.ebm, trainer.dim
     fn = lambda k, lam: init_state(cfg, flow, ebm, k, dim, lam)  # noqa: E731
-    return jax.jit(jax.vmap(fn))(keys, lambdas)
+    return tuned_jit(jax.vmap(fn))(keys, lambdas)
 
 
 def fit_pw_grid(

@@ -35,7 +35,7 @@ from adasym_jax.checkpoint import (
 )
 from adasym_jax.config import TrainConfig
 from adasym_jax.langevin import langevin
-from adasym_jax.runner import FitResult, Trainer
+from adasym_jax.runner import FitResult, Trainer, tuned_jit
 from adasym_jax.state import TrainState
 from adasym_jax.validation import check_context, check_points
 
@@ -223,7 +223,7 @@ def _log_density_fn(trainer: Trainer):
             log_zeta = obj.log_zeta_estimate(ebm.apply(v, y), log_p_y)
             return log_p, ebm.apply(v, z) - log_zeta, log_zeta
 
-        _COMPILED[trainer] = jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
+        _COMPILED[trainer] = tuned_jit(jax.vmap(one_seed, in_axes=(0, None, None)))
     return _COMPILED[trainer]
 
 
@@ -309,6 +309,6 @@ def sample_run(
             y = langevin(lambda z: ebm.apply(v, z, ctx), y, k_q, langevin_steps, step_size)
         return y
 
-    out = jax.jit(jax.vmap(one_seed))(run.state, keys)
+    out = tuned_jit(jax.vmap(one_seed))(run.state, keys)
     out = np.asarray(out)
     return out if run.standardizer is None else np.asarray(run.standardizer.invert(out), np.float32)

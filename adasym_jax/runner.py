@@ -47,7 +47,7 @@ def compiler_options() -> Optional[tuple[tuple[str, str], ...]]:
     return options
 
 
-class _jit:
+class tuned_jit:
     """``jax.jit(fn)`` that compiles with :func:`compiler_options` when called (or lowered)
     at the top level. JAX accepts compiler options on top-level jits only, so a call from
     inside another trace (``jax.jit``, ``jax.eval_shape``, ``jax.vmap``) uses the plain jit."""
@@ -120,8 +120,8 @@ class Trainer:
         keys = jnp.stack([jax.random.PRNGKey(s) for s in seed_list(seeds)])
         fn = lambda k, lam: init_state(self.config, self.flow, self.ebm, k, self.dim, lam)  # noqa: E731
         if lambdas is None:
-            return _jit(jax.vmap(lambda k: fn(k, None)))(keys)
-        return _jit(jax.vmap(fn))(keys, lambdas)
+            return tuned_jit(jax.vmap(lambda k: fn(k, None)))(keys)
+        return tuned_jit(jax.vmap(fn))(keys, lambdas)
 
     # -- training -------------------------------------------------------------------
     def _chunk_fn(self, num_steps: int, n: int):
@@ -141,7 +141,7 @@ class Trainer:
 
             return jax.lax.scan(body, state, None, length=num_steps)
 
-        return _jit(jax.vmap(one_seed, in_axes=(0, None, None)))
+        return tuned_jit(jax.vmap(one_seed, in_axes=(0, None, None)))
 
     def chunk(self, num_steps: int, n: int):
         """Compiled ``(state, x, context) -> (state, metrics)`` running ``num_steps`` steps for
@@ -172,7 +172,7 @@ class Trainer:
             log_q = ebm.apply(v, x) - log_zeta
             return {"test_nll_p": -jnp.mean(log_p), "test_nll_q": -jnp.mean(log_q), "log_zeta": log_zeta}
 
-        return _jit(jax.vmap(one_seed, in_axes=(0, None, None)))
+        return tuned_jit(jax.vmap(one_seed, in_axes=(0, None, None)))
 
     def evaluate(self, state: TrainState, x: Array, key: Optional[Array] = None) -> dict[str, np.ndarray]:
         """Test NLL of p_θ (exact), of q̃_ψ = f/T − log ζ̂ (ζ̂ from ``eval_zeta_samples``
@@ -189,7 +189,7 @@ class Trainer:
         x = _validated(x, self.dim, self.config.context_dim, context)
         if "log_prob" not in self._cache:
             f = lambda p, xx, c: self.flow.apply({"params": p}, xx, c, method="log_prob")  # noqa: E731
-            self._cache["log_prob"] = _jit(jax.vmap(f, in_axes=(0, None, None)))
+            self._cache["log_prob"] = tuned_jit(jax.vmap(f, in_axes=(0, None, None)))
         return self._cache["log_prob"](state.flow_params, x, context)
 
     def sample(self, state: TrainState, key: Array, num: int, context: Optional[Array] = None) -> Array:
@@ -200,7 +200,7 @@ class Trainer:
         cache_key = ("sample", num)
         if cache_key not in self._cache:
             f = lambda p, k, c: self.flow.apply({"params": p}, k, num, c, method="sample")  # noqa: E731
-            self._cache[cache_key] = _jit(jax.vmap(f, in_axes=(0, 0, None)))
+            self._cache[cache_key] = tuned_jit(jax.vmap(f, in_axes=(0, 0, None)))
         return self._cache[cache_key](state.flow_params, keys, context)
 
 

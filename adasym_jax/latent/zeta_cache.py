@@ -32,6 +32,7 @@ import jax.numpy as jnp
 
 from adasym_jax import objective as obj
 from adasym_jax.config import TrainConfig
+from adasym_jax.runner import tuned_jit
 from adasym_jax.state import TrainState
 from adasym_jax.train import (
     make_train_step,
@@ -142,4 +143,4 @@ def make_cached_chunk(
 
         return jax.lax.scan(body, state, start + jnp.arange(num_steps))
 
-    return jax.jit(jax.vmap(one_seed, in_axes=(0, None, None)))
+    return tuned_jit(jax.vmap(one_seed, in_axes=(0, None, None)))

@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 
 from adasym_jax.langevin import langevin as run_langevin
+from adasym_jax.runner import tuned_jit
 from adasym_jax.state import TrainState
 
 Array = jax.Array
@@ -74,4 +75,4 @@ def sample_q_seeds(
     def one(s, k):
         return sample_q(flow, ebm, s, k, num, context, num_steps, step_size)
 
-    return jax.jit(jax.vmap(one))(state, keys)
+    return tuned_jit(jax.vmap(one))(state, keys)

@@ -21,7 +21,7 @@ import numpy as np
 
 from adasym_jax.checkpoint import Standardization, save_checkpoint
 from adasym_jax.config import TrainConfig
-from adasym_jax.runner import Trainer, seed_list
+from adasym_jax.runner import Trainer, seed_list, tuned_jit
 from adasym_jax.sbi.c2st import c2st_mlp, c2st_paper
 from adasym_jax.sbi.conditional import DEFAULT_ZETA_PER_CONDITION, make_conditional_step
 from adasym_jax.sbi.tasks import SBITask, rejection_abc, simulate_dataset, validate_observation, validate_task
@@ -179,7 +179,7 @@ def train_sbi(
     flow = trainer.flow
     u0_row = jnp.asarray(u0)[None, :]
 
-    @jax.jit
+    @tuned_jit
     def evaluate(st: TrainState, k):
         keys = jax.random.split(k, len(seeds_))
 
