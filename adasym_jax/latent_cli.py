@@ -50,7 +50,12 @@ def register(subparsers) -> None:
     p.add_argument("--no-temperature", action="store_true", help="T = 1 instead of D.3's 0.01")
     p.add_argument("--zeta-every", type=int, default=100, help="refresh the ζ samples every K steps (D.3: 100; 1 = fresh every step)")
     p.add_argument("--pixel-space", action="store_true", help="digits only: train on the 64 dequantized pixels, no autoencoder")
-    p.add_argument("--metric-samples", type=int, default=1000, help="samples per seed for the Fréchet digits distance")
+    p.add_argument("--metric-samples", type=int, default=1000, help="samples per seed for the Fréchet digits distance (and FID)")
+    p.add_argument(
+        "--inception-weights", metavar="PATH.npz",
+        help="FID Inception-v3 weights as .npz of pytorch-fid's state dict (see adasym_jax.latent.inception): "
+        "also report the real FID of decoded samples vs --metric-samples training images",
+    )
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override on top of D.3, repeatable")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_latent)
@@ -103,6 +108,13 @@ def cmd_latent(args: argparse.Namespace) -> int:
     if out.is_dir() and any(out.iterdir()) and not args.overwrite:
         raise ValueError(f"{out} already exists and is not empty; pass --overwrite to write into it")
     say = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    inception = None
+    if args.inception_weights:
+        from adasym_jax.latent.inception import load_inception_params
+
+        if args.metric_samples < 2:
+            raise ValueError("FID needs --metric-samples >= 2")
+        inception = load_inception_params(args.inception_weights)  # ValueError before any training
     metric, metric_name, invert = None, "frechet", False
     if args.dataset == "digits":
         from adasym_jax.latent.digits import load_digits_split, to_unit
@@ -127,13 +139,21 @@ def cmd_latent(args: argparse.Namespace) -> int:
     check_images(train, "training images")
     if not args.pixel_space:
         check_latent_dim(latent_dim, train.shape[1:])
+    extra_metrics = {}
+    if inception is not None:
+        from adasym_jax.latent.inception import InceptionFID
+
+        ref = train[np.random.default_rng(1).permutation(len(train))[: args.metric_samples]]
+        extra_metrics["fid"] = InceptionFID(inception, ref)
+        if say:
+            say(f"FID: reference statistics from {len(ref)} training images")
     if args.pixel_space:
         from adasym_jax.latent.run import run_pixels
 
         metrics = run_pixels(
             split.train_pixels, split.test_pixels, out, config=config, recipe=recipe, seeds=seeds, epochs=args.epochs,
             eval_every_epochs=args.eval_every, image_metric=metric, metric_name=metric_name,
-            num_metric_samples=args.metric_samples, progress=say,
+            num_metric_samples=args.metric_samples, progress=say, extra_image_metrics=extra_metrics,
         )
     else:
         from adasym_jax.latent.run import run_images
@@ -143,6 +163,7 @@ def cmd_latent(args: argparse.Namespace) -> int:
             train, test, out, config=config, recipe=recipe, autoencoder=ae, seeds=seeds, epochs=args.epochs,
             eval_every_epochs=args.eval_every, image_metric=metric, metric_name=metric_name,
             num_metric_samples=args.metric_samples, invert_grids=invert, progress=say,
+            extra_image_metrics=extra_metrics,
         )
     ev = metrics["evals"]
     from adasym_jax.latent.run import finite_mean as nanmean
@@ -150,6 +171,8 @@ def cmd_latent(args: argparse.Namespace) -> int:
     print(f"{args.method}: latent test NLL best {nanmean(ev['test_nll_p']['best']):.3f}, last {nanmean(ev['test_nll_p']['last']):.3f} (mean over {len(seeds)} seeds)")
     if metric_name in ev:
         print(f"{metric_name}: best {nanmean(ev[metric_name]['best']):.3f}, last {nanmean(ev[metric_name]['last']):.3f}")
+    if "fid" in ev:
+        print(f"fid: best {nanmean(ev['fid']['best']):.3f}, last {nanmean(ev['fid']['last']):.3f}")
     print(f"wrote {out}")
     if any(metrics["diverged"]):
         hint = "" if args.method == "nf" else " (a longer --warm-start-steps or --no-temperature may help)"

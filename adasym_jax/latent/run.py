@@ -15,7 +15,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
 import numpy as np
@@ -126,13 +126,16 @@ def train_on_latents(
     sample_metric: Optional[Callable[[np.ndarray], float]] = None,
     num_metric_samples: int = 1000,
     progress: Optional[Callable[[str], None]] = None,
+    extra_sample_metrics: Optional[Mapping[str, Callable[[np.ndarray], float]]] = None,
 ) -> LatentRun:
     """Train every seed at once on ``x_train (n, d)``; evaluate after every ``eval_every_epochs``.
 
     An epoch is ``n // batch_size`` steps (one step for full batch). Each evaluation records the
     test NLL of p_θ and q̃_ψ on ``x_test`` and log ζ̂ (``Trainer.evaluate``) and, if given,
     ``sample_metric`` of ``num_metric_samples`` flow samples ``(num, d)`` per seed (e.g. a
-    Fréchet distance of decoded images). A seed that diverges keeps NaN values; the others go on.
+    Fréchet distance of decoded images). ``extra_sample_metrics`` ``{name: fn}`` are evaluated on
+    the same samples and recorded under ``name`` (e.g. ``{"fid": ...}``). A seed that diverges
+    keeps NaN values; the others go on.
     """
     if config.method not in ("adasym", "nf"):
         raise ValueError(f"method must be adasym or nf, got {config.method!r}")
@@ -141,6 +144,11 @@ def train_on_latents(
     if epochs < 1 or eval_every_epochs < 1:
         raise ValueError("epochs and eval_every_epochs must be >= 1")
     seeds_ = seed_list(seeds)
+    metric_fns = {} if sample_metric is None else {"sample_metric": sample_metric}
+    for name, fn in (extra_sample_metrics or {}).items():
+        if name in metric_fns or name.startswith(("test_", "log_zeta")) or not callable(fn):
+            raise ValueError(f"extra sample metric {name!r} must be a callable with a new name")
+        metric_fns[name] = fn
     n, dim = x_train.shape
     bs = config.batch_size
     steps_per_epoch = max(1, n // bs) if bs is not None and bs < n else 1
@@ -172,12 +180,11 @@ def train_on_latents(
         for v in metrics.values():
             diverged |= ~np.all(np.isfinite(np.asarray(v)), axis=1)
         ev = trainer.evaluate(state, x_test)
-        if sample_metric is not None:
+        if metric_fns:
             key, k = jax.random.split(key)
             samples = np.asarray(trainer.sample(state, k, num_metric_samples))
-            ev["sample_metric"] = np.array(
-                [sample_metric(s) if np.all(np.isfinite(s)) else np.nan for s in samples]
-            )
+            for name, fn in metric_fns.items():
+                ev[name] = np.array([fn(s) if np.all(np.isfinite(s)) else np.nan for s in samples])
         for k_, v in ev.items():
             v = np.where(diverged, np.nan, np.asarray(v, np.float64))
             evals.setdefault(k_, []).append(v)
@@ -185,6 +192,8 @@ def train_on_latents(
         msg = f"epoch {epoch}/{epochs}: test NLL p {finite_mean(evals['test_nll_p'][-1]):.3f}"
         if sample_metric is not None:
             msg += f", sample metric {finite_mean(evals['sample_metric'][-1]):.3f}"
+        for name in extra_sample_metrics or {}:
+            msg += f", {name} {finite_mean(evals[name][-1]):.3f}"
         _say(progress, msg)
     timed_steps = step - chunk_len
     return LatentRun(
@@ -292,6 +301,7 @@ def run_images(
     invert_grids: bool = False,
     progress: Optional[Callable[[str], None]] = None,
     autoencoder_fit: Optional[AutoencoderFit] = None,
+    extra_image_metrics: Optional[Mapping[str, Callable[[np.ndarray], float]]] = None,
 ) -> dict[str, Any]:
     """Autoencoder (C.2) on ``train_images``, then the flow (+ EBM) on standardized latents.
 
@@ -301,7 +311,10 @@ def run_images(
     samples of the first seed after training) and ``reconstructions.png``. Latent test NLLs
     are in standardized latent units. ``image_metric`` maps images ``(n, H, W, C)`` to a float
     (e.g. :class:`~adasym_jax.latent.frechet.FrechetDigits`); it is evaluated every epoch on
-    decoded samples and reported best-over-training and last. Returns the metrics dict.
+    decoded samples and reported best-over-training and last. ``extra_image_metrics``
+    ``{name: fn}`` (e.g. ``{"fid": InceptionFID(...)}``) are evaluated the same way and stored
+    under ``name``, plus ``{name}_reconstructions`` and ``{name}_test_images``. Returns the
+    metrics dict.
     """
     check_images(train_images, "training images")
     check_images(test_images, "test images")
@@ -324,6 +337,7 @@ def run_images(
         return decode(ae.model, ae.params, scaler.inverse(latents_std))
 
     metric = None if image_metric is None else (lambda s: image_metric(to_images(s)))
+    extras = {k: _decoded(fn, to_images) for k, fn in (extra_image_metrics or {}).items()}
     run = train_on_latents(
         scaler.forward(z_train),
         scaler.forward(z_test),
@@ -335,6 +349,7 @@ def run_images(
         sample_metric=metric,
         num_metric_samples=num_metric_samples,
         progress=progress,
+        extra_sample_metrics=extras,
     )
     recon = reconstruct(ae.model, ae.params, test_images[:num_metric_samples])
     extra = {
@@ -343,6 +358,9 @@ def run_images(
         "reconstruction_metric": None if image_metric is None else _finite_or_none(image_metric(recon)),
         "test_images_metric": None if image_metric is None else _finite_or_none(image_metric(test_images[:num_metric_samples])),
     }
+    for name, fn in (extra_image_metrics or {}).items():
+        extra[f"{name}_reconstructions"] = _finite_or_none(fn(recon))
+        extra[f"{name}_test_images"] = _finite_or_none(fn(test_images[:num_metric_samples]))
     metrics = _write_run(out, run, config, recipe, metric_name, extra, {"autoencoder": dataclasses.asdict(autoencoder)})
     state_bytes = serialization.msgpack_serialize(serialization.to_state_dict(jax.device_get(ae.params)))
     (out / "autoencoder.msgpack").write_bytes(state_bytes)
@@ -356,6 +374,10 @@ def run_images(
         save_grids(out / "samples.png", [to_images(samples)], [f"{config.method} samples (seed {run.seeds[0]})"], invert=invert_grids)
     save_grids(out / "reconstructions.png", [test_images[:50], recon[:50]], ["test images", "reconstructions"], invert=invert_grids)
     return metrics
+
+
+def _decoded(fn: Callable[[np.ndarray], float], to_images: Callable[[np.ndarray], np.ndarray]):
+    return lambda s: fn(to_images(s))
 
 
 def fit_autoencoder(
@@ -418,12 +440,14 @@ def run_pixels(
     data_seed: int = 0,
     invert_grids: bool = True,
     progress: Optional[Callable[[str], None]] = None,
+    extra_image_metrics: Optional[Mapping[str, Callable[[np.ndarray], float]]] = None,
 ) -> dict[str, Any]:
     """Digits directly in pixel space (8·8 = 64 dimensions, no autoencoder).
 
     Integer pixels ``(n, 8, 8, 1)`` are dequantized to (−1, 1) (:func:`.digits.dequantize`; the
     test set once with a fixed noise seed), then standardized per pixel. Test NLLs are reported
     in dequantized (−1, 1) units (``test_nll_p_unit``) and as bits per pixel of the 0..16 data.
+    ``extra_image_metrics`` as in :func:`run_images` (evaluated on samples only).
     """
     from adasym_jax.latent.digits import dequantize, discrete_bits_per_dim
 
@@ -437,6 +461,7 @@ def run_pixels(
         return scaler.inverse(s).reshape((-1,) + tuple(shape))
 
     metric = None if image_metric is None else (lambda s: image_metric(to_images(s)))
+    extras = {k: _decoded(fn, to_images) for k, fn in (extra_image_metrics or {}).items()}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = train_on_latents(
@@ -450,6 +475,7 @@ def run_pixels(
         sample_metric=metric,
         num_metric_samples=num_metric_samples,
         progress=progress,
+        extra_sample_metrics=extras,
     )
     nll_unit = run.evals["test_nll_p"] - scaler.log_det()
     run.evals["test_nll_p_unit"] = nll_unit
