@@ -4,6 +4,7 @@
 - :mod:`.warmstart` — B.8 warm start: regress log q̃_ψ onto log p_θ on flow samples.
 - :mod:`.zeta_cache` — ζ from a large sample refreshed every K steps (D.3).
 - :mod:`.frechet` — Fréchet distance and the *Fréchet digits distance* (not FID).
+- :mod:`.inception` — a real FID: the FID Inception-v3 in Flax, weights from a local ``.npz``.
 - :mod:`.digits` — scikit-learn's bundled 8×8 digits.
 - :mod:`.run` — the experiment end to end (``adasym latent`` on the command line).
 
@@ -30,6 +31,14 @@ from adasym_jax.latent.frechet import (
     frechet_from_features,
     train_digits_classifier,
 )
+from adasym_jax.latent.inception import (
+    InceptionFID,
+    InceptionV3FID,
+    fid,
+    fid_from_features,
+    inception_features,
+    load_inception_params,
+)
 from adasym_jax.latent.run import (
     PAPER_CONFIG,
     PAPER_EPOCHS,
@@ -51,6 +60,8 @@ __all__ = [
     "ConvAutoencoder",
     "DigitsFeatureNet",
     "FrechetDigits",
+    "InceptionFID",
+    "InceptionV3FID",
     "LatentRun",
     "LatentScaler",
     "PAPER_CONFIG",
@@ -61,10 +72,14 @@ __all__ = [
     "check_latent_dim",
     "decode",
     "encode",
+    "fid",
+    "fid_from_features",
     "feature_stats",
     "frechet_distance",
     "frechet_from_features",
+    "inception_features",
     "load_image_file",
+    "load_inception_params",
     "make_cached_chunk",
     "make_cached_dual_step",
     "reconstruct",

@@ -5,8 +5,10 @@ The Fréchet (2-Wasserstein) distance between N(μ₁, Σ₁) and N(μ₂, Σ₂
 The paper (Section 5.3) computes it on Inception-v3 features (FID). Inception weights cannot
 be fetched here, so the *Fréchet digits distance* computes it on the 64-unit penultimate layer
 of a small MLP classifier trained in this module on the 8×8 digits. Its values are not FID
-values and are not comparable with any published FID. (A real FID would need an Inception-v3
-in Flax plus a weight converter from a local file; that is not implemented.)
+values and are not comparable with any published FID. A real FID is in :mod:`.inception`
+(the FID Inception-v3 in Flax, weights converted from a local copy of pytorch-fid's file); it
+is tested only with random weights of the right structure and has not been checked against
+pytorch-fid's numbers, because the weights cannot be fetched here.
 """
 
 from __future__ import annotations
