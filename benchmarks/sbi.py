@@ -91,6 +91,9 @@ def render(parts: list[dict]) -> str:
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in runs:
+            if "diverged" in r:
+                lines.append(f"| {r['task']} | {r['N']} | {r['method']} | diverged: {r['diverged']} | | | | | {r['wall_seconds']:.0f} |")
+                continue
             lines.append(
                 f"| {r['task']} | {r['N']} | {r['method']} | {_pm(r['paper_best'])} | {_pm(r['paper_last'])} | {_pm(r['mlp_last'])} "
                 f"| {_pm(r['val_nll_last'])} | {r['steps_per_second']:.2f} | {r['wall_seconds']:.0f} |"
@@ -98,7 +101,7 @@ def render(parts: list[dict]) -> str:
         lines += ["", "Per (task, N): adasym − NF in mean best C2ST (paper protocol; negative = adasym closer to 0.5), and whether the gap exceeds the larger of the two seed std's:", ""]
         by = {(r["task"], r["N"], r["method"]): r for r in runs}
         for (t, n, m), r in by.items():
-            if m != "adasym" or (t, n, "nf") not in by:
+            if m != "adasym" or (t, n, "nf") not in by or "diverged" in r or "diverged" in by[(t, n, "nf")]:
                 continue
             a, b = np.asarray(r["paper_best"]), np.asarray(by[(t, n, "nf")]["paper_best"])
             gap = a.mean() - b.mean()
@@ -149,7 +152,13 @@ def main(argv=None) -> int:
                     for o in args.set:
                         cfg = parse_override(o, cfg)
                     t0 = time.time()
-                    r = train_sbi(task, n, m, seeds=args.seeds, steps=args.steps, eval_every=args.eval_every, config=cfg, mlp_c2st=False, progress=True)
+                    try:
+                        r = train_sbi(task, n, m, seeds=args.seeds, steps=args.steps, eval_every=args.eval_every, config=cfg, mlp_c2st=False, progress=True)
+                    except FloatingPointError as err:  # a diverged run is a result: record it, go on
+                        rows.append({"task": t, "N": n, "method": m, "diverged": str(err), "wall_seconds": time.time() - t0})
+                        print(json.dumps(rows[-1]), flush=True)
+                        json_path.write_text(json.dumps({"zeta": zeta_rows, "runs": rows}, indent=1))
+                        continue
                     from adasym_jax.sbi.c2st import c2st_mlp
                     from adasym_jax.sbi.run import reference_samples
 
