@@ -273,6 +273,10 @@ def test_loader_errors_name_the_problem(tmp_path, state_dict):
     sd["Mixed_5b.branch5x5_2.conv.weight"] = np.zeros((64, 48, 3, 3), np.float32)
     with pytest.raises(ValueError, match=r"Mixed_5b\.branch5x5_2\.conv\.weight has shape \(64, 48, 3, 3\), expected \(64, 48, 5, 5\)"):
         inc.params_from_state_dict(sd)
+    sd = dict(state_dict)
+    sd["fc.weight"] = np.zeros((1000, 2048), np.float32)  # torchvision's ImageNet head
+    with pytest.raises(ValueError, match="torchvision"):
+        inc.params_from_state_dict(sd)
     with pytest.raises(ValueError, match="C in"):
         inc.inception_features({}, np.zeros((2, 8, 8, 2), np.float32))
 

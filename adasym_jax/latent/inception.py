@@ -54,8 +54,9 @@ _LEAVES = {
     "bn.running_mean": ("mean", None),
     "bn.running_var": ("var", None),
 }
-_IGNORED_SUFFIXES = ("num_batches_tracked",)
-_IGNORED_PREFIXES = ("fc.", "AuxLogits.")
+#: pytorch-fid's ``fc`` has 1008 outputs; torchvision's ImageNet Inception-v3 (a different
+#: network for FID purposes) has 1000 and an ``AuxLogits`` head.
+_FID_FC_SHAPE = (1008, 2048)
 
 
 class ConvBN(nn.Module):
@@ -266,9 +267,11 @@ def load_inception_params(path: str | os.PathLike) -> dict:
         sd = torch.load("pt_inception-2015-12-05-6726825d.pth", map_location="cpu")
         np.savez("inception_fid.npz", **{k: v.numpy() for k, v in sd.items()})
 
-    Conv weights ``(out, in, kh, kw)`` become ``(kh, kw, in, out)``; ``fc.*``, ``AuxLogits.*``
-    and ``*.num_batches_tracked`` are ignored. Raises ``ValueError`` (one line) for a missing or
-    unreadable file, a missing key (named) or a wrong shape (the key and both shapes).
+    Conv weights ``(out, in, kh, kw)`` become ``(kh, kw, in, out)``; ``fc.*`` and
+    ``*.num_batches_tracked`` are ignored. Raises ``ValueError`` (one line) for a missing or
+    unreadable file, a missing key (named), a wrong shape (the key and both shapes), or
+    torchvision's ImageNet weights (``AuxLogits.*`` keys or a 1000-class ``fc``), whose layer
+    names match but which are not the FID network.
     """
     p = Path(path)
     if not p.is_file():
@@ -283,6 +286,12 @@ def load_inception_params(path: str | os.PathLike) -> dict:
 
 def params_from_state_dict(state_dict: dict[str, np.ndarray], source: str = "state dict") -> dict:
     """The mapping behind :func:`load_inception_params`, for a ``{name: array}`` dict."""
+    fc = state_dict.get("fc.weight")
+    if any(k.startswith("AuxLogits.") for k in state_dict) or (fc is not None and np.shape(fc) != _FID_FC_SHAPE):
+        raise ValueError(
+            f"{source}: looks like torchvision's ImageNet Inception-v3 (AuxLogits or fc shape {np.shape(fc)}), "
+            f"not pytorch-fid's FID Inception (fc {_FID_FC_SHAPE})"
+        )
     shapes = param_shapes()
     out: dict = {}
     missing = []
