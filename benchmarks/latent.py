@@ -11,6 +11,7 @@ small MLP classifier trained here on the digits (not FID; not comparable to publ
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import shlex
@@ -95,6 +96,7 @@ def main(argv=None) -> int:
         "nf": (base.replace(method="nf"), recipe, args.seeds),
         "adasym, no warm start": (base, Recipe(warm_start=False, zeta_every=20), args.ablation_seeds),
         "adasym, no temperature (T=1)": (base.replace(temperature=1.0), recipe, args.ablation_seeds),
+        "adasym, fresh ζ every step": (base, dataclasses.replace(recipe, zeta_every=1), args.ablation_seeds),
     }
     results = {}
     for name, (cfg, rec, seeds) in runs.items():
