@@ -89,6 +89,22 @@ def quadrature(fn, s, rings) -> dict[str, list[float]]:
     return {"log_zeta_quad": log_zeta, "flow_mass": mass}
 
 
+def make_rays(trainer: aj.Trainer, num_dirs: int = 64, radii=(10.0, 100.0, 1000.0)):
+    """Compiled (state of one seed) -> f_ψ(r u) for ``num_dirs`` unit directions u and the
+    given radii, shape ``(len(radii), num_dirs)``. An MLP with SiLU is asymptotically linear
+    along a ray, so a positive slope between the two largest radii in some direction means
+    exp f is not integrable there (and f is Lipschitz, so a cone around it too): ζ = ∞."""
+    ebm = trainer.ebm
+    ang = 2 * np.pi * np.arange(num_dirs) / num_dirs
+    u = np.stack([np.cos(ang), np.sin(ang)], -1).astype(np.float32)
+    pts = jnp.asarray(np.concatenate([r * u for r in radii]))
+
+    def fn(s):
+        return ebm.apply({"params": s.ebm_params, "spectral": s.ebm_stats}, pts).reshape(len(radii), num_dirs)
+
+    return tuned_jit(fn), radii
+
+
 def make_mc(trainer: aj.Trainer, m: int, repeats: int):
     flow, ebm = trainer.flow, trainer.ebm
 
@@ -111,6 +127,7 @@ def run_variant(name: str, steps: int, check_every: int, seeds: int, eps_zeta: f
     rings = ring_points()
     integrand = make_log_integrand(tr)
     mc = {1000: make_mc(tr, 1000, 256), 100_000: make_mc(tr, 100_000, 8)}
+    rays, radii = make_rays(tr)
     checks = []
     t0 = time.time()
     train_seconds = 0.0
@@ -123,6 +140,10 @@ def run_variant(name: str, steps: int, check_every: int, seeds: int, eps_zeta: f
         for s_i in range(seeds):
             s = jax.tree.map(lambda a: a[s_i], state)
             row = {"step": done, "seed": s_i, **quadrature(integrand, s, rings)}
+            f_r = np.asarray(rays(s), np.float64)
+            slope = (f_r[-1] - f_r[-2]) / (radii[-1] - radii[-2])
+            row["rays"] = {"max_f": [float(v) for v in f_r.max(axis=1)], "max_slope": float(slope.max()),
+                           "share_rising": float(np.mean(slope > 0))}
             for m, f in mc.items():
                 lz = np.asarray(f(s, jax.random.PRNGKey(1000 + done)), np.float64)
                 z = np.exp(lz)
@@ -157,8 +178,8 @@ def report(d: dict) -> str:
         "(M = 1000: 256 repeats, M = 10⁵: 8), 'train' over the training steps since the previous check. "
         f"Band = [1, 1 + ε_ζ] = [1, {1 + d['eps_zeta']:g}].",
         "",
-        "| variant | step | seed | log ζ quad (data box / ±5 / ±50) | ∫p_θ on ±50 | log ζ̂ M=1000 median / log mean | in band | log ζ̂ M=10⁵ median / log mean | train log ζ̂ median / log mean | train in band | λ_ζu / λ_ζl |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | step | seed | log ζ quad (data box / ±5 / ±50) | ∫p_θ on ±50 | max f at r = 10 / 100 / 1000 (rays rising) | log ζ̂ M=1000 median / log mean | in band | log ζ̂ M=10⁵ median / log mean | train log ζ̂ median / log mean | train in band | λ_ζu / λ_ζl |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in d["variants"]:
         for r in v["checks"]:
@@ -166,6 +187,7 @@ def report(d: dict) -> str:
             a, b, t = r["mc1000"], r["mc100000"], r["train"]
             lines.append(
                 f"| {v['variant']} | {r['step']} | {r['seed']} | {q} | {r['flow_mass'][-1]:.3f} | "
+                f"{' / '.join(f'{a:.1f}' for a in r['rays']['max_f'])} ({100 * r['rays']['share_rising']:.0f} %) | "
                 f"{a['median_log_zeta']:.2f} / {a['log_mean_zeta']:.2f} | {100 * a['share_in_band']:.0f} % | "
                 f"{b['median_log_zeta']:.2f} / {b['log_mean_zeta']:.2f} | {t['median_log_zeta']:.2f} / {t['log_mean_zeta']:.2f} | "
                 f"{100 * t['share_in_band']:.0f} % | {r['lambda_zeta_u']:.2f} / {r['lambda_zeta_l']:.2f} |"
