@@ -163,7 +163,7 @@ def main(argv=None) -> int:
                     from adasym_jax.sbi.run import reference_samples
 
                     ref = reference_samples(task, r.observation, jax.random.split(jax.random.PRNGKey(0), 4)[2])
-                    last = np.asarray(r.trainer.sample(r.state, jax.random.PRNGKey(7), 5000, jnp.asarray(r.observation)[None]))
+                    last = r.sample_posterior(jax.random.PRNGKey(7), 5000)  # in β units (wide tasks are standardized)
                     mlp = np.array([c2st_mlp(ref, last[s], seed=s) for s in range(args.seeds)])
                     rows.append(
                         {

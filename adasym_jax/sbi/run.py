@@ -83,6 +83,19 @@ class SBIResult:
     compile_seconds: float
     settings: dict[str, Any]
 
+    def sample_posterior(self, key: jax.Array, num: int, observation=None) -> np.ndarray:
+        """``num`` samples of p_θ(β | u) per seed, ``(S, num, param_dim)``, in the task's units
+        (β is standardized for training when it leaves the spline's range; ``trainer.sample``
+        returns the standardized values, this maps them back). ``observation`` defaults to u₀."""
+        u = self.observation if observation is None else np.asarray(observation, np.float32)
+        if u.shape != self.observation.shape:
+            raise ValueError(f"observation must have shape {self.observation.shape}, got {u.shape}")
+        z = np.asarray(self.trainer.sample(self.state, key, num, jnp.asarray(u)[None]))
+        std = self.settings.get("standardization")
+        if std is None:
+            return z
+        return (z * np.asarray(std["scale"], np.float32) + np.asarray(std["mean"], np.float32)).astype(np.float32)
+
 
 def reference_samples(task: SBITask, observation, key, kind: str = "exact", num: int = NUM_POSTERIOR_SAMPLES, tolerance: float = 0.05) -> np.ndarray:
     """Reference posterior samples at u₀: the exact sampler or D.4's rejection ABC."""
