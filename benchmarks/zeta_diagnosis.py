@@ -201,7 +201,8 @@ def main(argv=None) -> int:
     ap.add_argument("--check-every", type=int, default=1000)
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--variants", default="sgd,adam,m10k")
-    ap.add_argument("--from-json", type=Path, help="only rewrite the Markdown from a saved JSON")
+    ap.add_argument("--from-json", type=Path, nargs="*", help="only rewrite the Markdown from saved JSON(s), merged")
+    ap.add_argument("--out", type=Path, default=RESULTS / "zeta_diagnosis", help="output path without extension")
     args = ap.parse_args(argv)
     names = args.variants.split(",")
     unknown = [n for n in names if n not in VARIANTS]
@@ -209,9 +210,11 @@ def main(argv=None) -> int:
         ap.error(f"unknown variant(s) {unknown}; choose from {list(VARIANTS)}")
     if args.steps < args.check_every:
         ap.error("--steps must be >= --check-every")
-    out_json, out_md = RESULTS / "zeta_diagnosis.json", RESULTS / "zeta_diagnosis.md"
+    out_json, out_md = args.out.with_suffix(".json"), args.out.with_suffix(".md")
     if args.from_json:
-        d = json.loads(args.from_json.read_text())
+        parts = [json.loads(p.read_text()) for p in args.from_json]
+        d = {**parts[0], "variants": [v for p in parts for v in p["variants"]],
+             "command": " ; ".join(p["command"] for p in parts), "wall_seconds": sum(p["wall_seconds"] for p in parts)}
     else:
         t0 = time.time()
         eps = aj.TrainConfig().eps_zeta
