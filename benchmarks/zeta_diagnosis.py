@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import adasym_jax as aj
+from adasym_jax.config import parse_override
 from adasym_jax.objective import log_zeta_estimate
 from adasym_jax.runner import tuned_jit
 
@@ -120,7 +121,7 @@ def run_variant(name: str, steps: int, check_every: int, seeds: int, eps_zeta: f
     train, _ = aj.load_dataset("gmm40")
     cfg = aj.TrainConfig()
     for o in VARIANTS[name]:
-        cfg = aj.parse_override(o, cfg)
+        cfg = parse_override(o, cfg)
     tr = aj.Trainer(cfg, 2)
     state = tr.init(seeds)
     x = jnp.asarray(train)
