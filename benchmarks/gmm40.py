@@ -20,6 +20,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -48,18 +49,33 @@ def parse(argv=None):
     p.add_argument("--skip", default="", help="comma-separated groups to skip: dual,nf,pw,c4")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     p.add_argument("--report-only", action="store_true", help="rewrite gmm40.md and the figures from gmm40.json (no training)")
+    p.add_argument("--pw-steps", type=int, help="steps of the P-W grid (default --steps); C1/C2 then compare the dual at that step")
+    p.add_argument("--c4-steps", type=int, help="steps of the C4 runs (default --steps)")
+    p.add_argument("--reuse", action="store_true", help="keep the groups already in gmm40.json (same settings) and train only the others")
     a = p.parse_args(argv)
     scale = PAPER if a.paper_scale else DEFAULT
     a.steps = a.steps or scale["steps"]
     a.eval_every = a.eval_every or min(scale["eval_every"], a.steps)
     a.eval_zeta = a.eval_zeta or scale["eval_zeta"]
+    a.pw_steps = a.pw_steps or a.steps
+    a.c4_steps = a.c4_steps or a.steps
     return a
 
 
-def run_group(config: TrainConfig, seeds: int, x, test, args, label: str, state=None) -> Curves:
+def run_group(config: TrainConfig, seeds: int, x, test, args, label: str, state=None, steps: Optional[int] = None) -> Curves:
     trainer = Trainer(config, 2)
     state = trainer.init(seeds) if state is None else state
-    return train_members(trainer, state, x, test, args.steps, args.eval_every, label)
+    steps = steps or args.steps
+    return train_members(trainer, state, x, test, steps, min(args.eval_every, steps), label)
+
+
+def truncated(c: Curves, step: int) -> Curves:
+    """The curves of ``c`` up to evaluation step ``step``: training is deterministic, so these are
+    exactly the curves of the same run stopped at ``step``."""
+    keep = np.asarray(c.eval_steps) <= step
+    div = np.where((c.diverged_at >= 0) & (c.diverged_at <= step), c.diverged_at, -1)
+    return Curves(c.label, np.asarray(c.eval_steps)[keep], c.test_nll_p[:, keep], c.test_nll_q[:, keep], c.log_zeta[:, keep],
+                  {n: v[:, keep] for n, v in c.lambdas.items()}, div, c.steps_per_second, c.compile_seconds, None)
 
 
 def main(argv=None) -> int:
@@ -71,8 +87,9 @@ def main(argv=None) -> int:
     oracle = oracle_nll(DATASETS["gmm40"].log_prob, test)
     t_start = time.time()
     base = TrainConfig(eval_zeta_samples=args.eval_zeta)  # D.1 defaults
-    runs: dict[str, Curves] = {}
-    members: list = []
+    runs: dict[str, Curves] = load_raw(out) if args.reuse and (out / "gmm40.json").is_file() else {}
+    members: list = pw_grid_members(args.pw_seeds, PW_WEIGHTS) if "pw" in runs else []
+    skip |= set(runs) | ({"c4"} if any(k.startswith("wgan_") for k in runs) else set())
     if args.report_only:
         runs = load_raw(out)
         members = pw_grid_members(args.pw_seeds, PW_WEIGHTS) if "pw" in runs else []
@@ -86,6 +103,8 @@ def main(argv=None) -> int:
         plot(runs, members, oracle, out)
         save_raw(runs, out)
 
+    if runs:
+        print(f"reusing {sorted(runs)} from {out / 'gmm40.json'}", flush=True)
     if "dual" not in skip:
         runs["dual"] = run_group(base, args.seeds, x, test, args, "dual")
         report()
@@ -95,13 +114,13 @@ def main(argv=None) -> int:
     if "pw" not in skip:
         trainer = Trainer(base.replace(method="weighted"), 2)
         members = pw_grid_members(args.pw_seeds, PW_WEIGHTS)
-        runs["pw"] = train_members(trainer, init_pw_grid(trainer, members), x, test, args.steps, args.eval_every, "pw")
+        runs["pw"] = train_members(trainer, init_pw_grid(trainer, members), x, test, args.pw_steps, min(args.eval_every, args.pw_steps), "pw")
         report()
     if "c4" not in skip:
         for lr in (1e-3, 1e-5):
             cfg = base.replace(method="wgan", lr_flow=lr, lr_ebm=1e-5, gp_weight=0.1)
-            runs[f"wgan_{lr:g}"] = run_group(cfg, args.c4_seeds, x, test, args, f"wgan lr {lr:g}")
-            runs[f"dual_{lr:g}"] = run_group(base.replace(lr_flow=lr, lr_ebm=1e-5), args.c4_seeds, x, test, args, f"dual lr {lr:g}")
+            runs[f"wgan_{lr:g}"] = run_group(cfg, args.c4_seeds, x, test, args, f"wgan lr {lr:g}", steps=args.c4_steps)
+            runs[f"dual_{lr:g}"] = run_group(base.replace(lr_flow=lr, lr_ebm=1e-5), args.c4_seeds, x, test, args, f"dual lr {lr:g}", steps=args.c4_steps)
             report()
     return 0
 
@@ -178,7 +197,9 @@ def write_report(runs, members, oracle, args, wall, out: Path) -> None:
     L.append(f"Device: {device_string()}; the 2 CPU cores were shared with other jobs, so timings are noisy.  ")
     L.append(
         f"Scale run: **{args.steps} full-batch steps per run** (the paper: 100,000), test evaluation every "
-        f"{args.eval_every} steps on the 10,000 test points; {args.seeds} seeds for dual and NF, {args.pw_seeds} "
+        f"{args.eval_every} steps on the 10,000 test points"
+        + "".join(f"; **{k}: {int(c.eval_steps[-1])} steps**" for k, c in runs.items() if int(c.eval_steps[-1]) != args.steps)
+        + f"; {args.seeds} seeds for dual and NF, {args.pw_seeds} "
         f"seed(s) per P-W pair, {args.c4_seeds} seeds per C4 setting. Models and learning rates as D.1 "
         f"(NSF 5 transforms × 8 bins, EBM 6 blocks × 64, M = 1000, LR θ 1e-3, ψ 1e-4, λ 1e-4, λ_ζ 1e-3, "
         f"ε_ζ 0.1, B.7 form, λ₀ = 0.01). Paper scale: add `--paper-scale`. Wall time {wall / 60:.1f} min (compiles included).  "
@@ -226,6 +247,11 @@ def verdicts(runs, members) -> list[str]:
     d = runs.get("dual")
     if d is not None and "pw" in runs:
         pw = runs["pw"]
+        at = int(pw.eval_steps[-1])
+        full_d = d
+        if at < int(d.eval_steps[-1]):
+            d = truncated(d, at)
+            V.append(f"- C1 and C2 compare the dual at step {at}, the length of the P-W runs (the dual's own curve, cut there).")
         d_last, d_fl = np.nanmean(d.last), np.nanmean(_fluct(d))
         better_last = int(np.sum(d_last < pw.last))
         steadier = int(np.sum(d_fl <= _fluct(pw)))
@@ -252,6 +278,7 @@ def verdicts(runs, members) -> list[str]:
             f"P-W: {n_drift}/{len(members)} members had ζ̂ outside [1/1.2, 1.2] at some evaluation (or diverged); "
             f"largest ζ̂ seen {np.nanmax(z_pw):.3g}, smallest {np.nanmin(z_pw):.3g}."
         )
+        d = full_d
     if d is not None and "nf" in runs:
         nf = runs["nf"]
         rise_nf, rise_d = nf.last - nf.best, d.last - d.best
