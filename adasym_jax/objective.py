@@ -176,12 +176,16 @@ def psi_surrogate(
     with f = log q̃ (for T = 1 and the y samples this is eq. (15) verbatim).
     """
     lam = {k: sg(v) for k, v in lambdas.items()}
-    coef = (lam["rv"] * temperature + lam["prx"]) * jnp.exp(-sg(log_zeta)) + lam["zeta_u"] - lam["zeta_l"]
-    w = jnp.exp(sg(zeta_log_q) - sg(zeta_log_p))
+    log_w = sg(zeta_log_q) - sg(zeta_log_p)
+    # c · w_j = (λ_rv T + λ_prx) · exp(log w_j − log ζ) + (λ_u − λ_l) · w_j, with the ratio
+    # formed in log space: exp(−log ζ) alone overflows float32 once log ζ < −88 (a condition
+    # whose flow samples all land where q̃ is tiny), and inf · 0 would give NaN.
     # Per condition (B.6): log_zeta (n,) with samples (n, J) gives mean_i c_i ∇ζ(u_i); for a
     # scalar log_zeta and (K,) samples the outer mean is over a scalar.
+    log_zeta = jnp.expand_dims(sg(log_zeta), -1)
+    weights = (lam["rv"] * temperature + lam["prx"]) * jnp.exp(log_w - log_zeta) + (lam["zeta_u"] - lam["zeta_l"]) * jnp.exp(log_w)
     return (
         -lam["prx"] * jnp.mean(log_q_x)
         - lam["rv"] * temperature * jnp.mean(log_q_y)
-        + jnp.mean(coef * jnp.mean(w * zeta_log_q, axis=-1))
+        + jnp.mean(jnp.mean(weights * zeta_log_q, axis=-1))
     )

@@ -250,7 +250,7 @@ class FitResult:
         return np.nanmin(self.evals["test_nll_p"], axis=1)
 
 
-def _first_nonfinite(metrics: dict[str, np.ndarray], state: TrainState, step0: int) -> Optional[tuple[str, int]]:
+def first_nonfinite(metrics: dict[str, np.ndarray], state: TrainState, step0: int) -> Optional[tuple[str, int]]:
     worst = None
     for name, arr in metrics.items():
         bad = ~np.isfinite(arr)
@@ -317,7 +317,7 @@ def fit(
         new_state, metrics = compiled[length](state, x, None)
         metrics = {k: np.asarray(v) for k, v in metrics.items()}
         run_seconds += time.perf_counter() - t0
-        bad = _first_nonfinite(metrics, new_state, done)
+        bad = first_nonfinite(metrics, new_state, done)
         if bad is not None:
             name, at = bad
             where = f"at step {at}" if at > 0 else f"in the state after step {done + length}"

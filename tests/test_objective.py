@@ -129,6 +129,25 @@ def test_psi_surrogate_gradient_is_eq_15(models, temperature):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
 
 
+def test_psi_surrogate_stays_finite_when_a_condition_has_tiny_zeta():
+    # Per-condition ζ (B.6) of a condition whose samples all sit where q̃ is tiny: log ζ = −120
+    # (exp(−log ζ) overflows float32) with weights log w ≈ −120 as well. The weight of ∇f is
+    # (λ_rv + λ_prx) w/ζ + (λ_u − λ_l) w, finite; the float64 value of the gradient is the truth.
+    log_zeta = jnp.asarray([0.3, -120.0])
+    zp = jnp.zeros((2, 3))
+    shift = jnp.asarray([[0.1, -0.2, 0.4], [-119.0, -121.0, -120.5]])
+
+    def loss(a, dtype):
+        zq = (shift + a).astype(dtype)
+        return obj.psi_surrogate(jnp.zeros(4, dtype), jnp.zeros(2, dtype), log_zeta.astype(dtype), zq, zp.astype(dtype), LAMS)
+
+    g32 = jax.grad(lambda a: loss(a, jnp.float32))(jnp.float32(0.0))
+    assert np.isfinite(g32)
+    w = np.exp(np.asarray(shift, np.float64))
+    c = (float(LAMS["rv"]) + float(LAMS["prx"])) * w / np.exp(np.asarray(log_zeta, np.float64))[:, None] + (float(LAMS["zeta_u"]) - float(LAMS["zeta_l"])) * w
+    np.testing.assert_allclose(g32, np.mean(np.mean(c, axis=-1)), rtol=1e-5)
+
+
 @pytest.mark.parametrize("temperature", [1.0, 0.25])
 def test_theta_surrogate_gradient_is_eq_18(models, temperature):
     flow, ebm, theta, ev, x, y = models

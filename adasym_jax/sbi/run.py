@@ -21,7 +21,7 @@ import numpy as np
 
 from adasym_jax.checkpoint import Standardization, save_checkpoint
 from adasym_jax.config import TrainConfig
-from adasym_jax.runner import Trainer, seed_list, tuned_jit
+from adasym_jax.runner import Trainer, first_nonfinite, seed_list, tuned_jit
 from adasym_jax.sbi.c2st import c2st_mlp, c2st_paper
 from adasym_jax.sbi.conditional import DEFAULT_ZETA_PER_CONDITION, make_conditional_step
 from adasym_jax.sbi.tasks import SBITask, rejection_abc, simulate_dataset, validate_observation, validate_task
@@ -214,9 +214,11 @@ def train_sbi(
         new_state, metrics = compiled[length](state, x, ctx)
         metrics = {k: np.asarray(v) for k, v in metrics.items()}
         run_seconds += time.perf_counter() - t0
-        bad = [k for k, v in metrics.items() if not np.all(np.isfinite(v))]
-        if bad:
-            raise FloatingPointError(f"training diverged: {bad[0]} became NaN or infinite between steps {done} and {done + length}")
+        bad = first_nonfinite(metrics, new_state, done)
+        if bad is not None:
+            name, at = bad
+            where = f"at step {at}" if at > 0 else f"in the state after step {done + length}"
+            raise FloatingPointError(f"training diverged: {name} became NaN or infinite {where} (last good state: step {done})")
         state, done = new_state, done + length
         for k, v in metrics.items():
             curves.setdefault(k, []).append(v.mean(axis=1))
