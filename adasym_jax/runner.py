@@ -266,6 +266,24 @@ def first_nonfinite(metrics: dict[str, np.ndarray], state: TrainState, step0: in
     return None
 
 
+def raise_if_nonfinite(metrics: dict[str, np.ndarray], new_state: TrainState, last_good: TrainState, done: int, length: int) -> None:
+    """Raise :class:`NonFiniteError` (naming the first non-finite quantity and its step, and
+    carrying ``last_good``, the state at step ``done``) if a chunk of ``length`` steps starting
+    after step ``done`` produced NaN/inf in its ``metrics`` (arrays ``(seeds, length)``) or in
+    ``new_state``."""
+    bad = first_nonfinite(metrics, new_state, done)
+    if bad is None:
+        return
+    name, at = bad
+    where = f"at step {at}" if at > 0 else f"in the state after step {done + length}"
+    raise NonFiniteError(
+        f"training diverged: {name} became NaN or infinite {where}; the last good state is from step {done}",
+        last_good,
+        at,
+        name,
+    )
+
+
 def fit(
     data: Array,
     *,
@@ -317,19 +335,12 @@ def fit(
         new_state, metrics = compiled[length](state, x, None)
         metrics = {k: np.asarray(v) for k, v in metrics.items()}
         run_seconds += time.perf_counter() - t0
-        bad = first_nonfinite(metrics, new_state, done)
-        if bad is not None:
-            name, at = bad
-            where = f"at step {at}" if at > 0 else f"in the state after step {done + length}"
+        try:
+            raise_if_nonfinite(metrics, new_state, state, done, length)
+        except NonFiniteError:
             if bar is not None:
                 bar.close()
-            raise NonFiniteError(
-                f"training diverged: {name} became NaN or infinite {where}; "
-                f"the last good state is from step {done}",
-                state,
-                at,
-                name,
-            )
+            raise
         state, done = new_state, done + length
         for k, v in metrics.items():
             history.setdefault(k, []).append(v)

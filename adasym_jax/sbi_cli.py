@@ -11,6 +11,7 @@ user's own simulations (then ``--observation`` and ``--reference FILE`` are need
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Optional
 
 import numpy as np
@@ -101,12 +102,18 @@ def cmd_sbi(args: argparse.Namespace) -> int:
         config = parse_override(o, config)
     config = config.replace(method=args.method)
     k = args.zeta_per_condition or DEFAULT_ZETA_PER_CONDITION
-    result = train_sbi(
-        task, args.num_simulations, args.method, seeds=args.seeds, steps=args.steps, eval_every=args.eval_every,
-        observation=observation, reference="abc" if args.abc else "exact", zeta_per_condition=k,
-        data_seed=args.data_seed, mlp_c2st=not args.no_mlp_c2st, config=config, data=data,
-        reference_draws=reference, progress=True,
-    )
+    from adasym_jax.runner import NonFiniteError
+
+    try:
+        result = train_sbi(
+            task, args.num_simulations, args.method, seeds=args.seeds, steps=args.steps, eval_every=args.eval_every,
+            observation=observation, reference="abc" if args.abc else "exact", zeta_per_condition=k,
+            data_seed=args.data_seed, mlp_c2st=not args.no_mlp_c2st, config=config, data=data,
+            reference_draws=reference, progress=True,
+        )
+    except NonFiniteError as err:  # one line, no traceback (no run folder is written for a diverged SBI run)
+        print(f"adasym: error: {err}", file=sys.stderr)
+        return 3
     write_run(result, args.out)
     for proto, d in result.c2st.items():
         print(f"C2ST ({proto}): best {np.mean(d['best']):.3f} ± {np.std(d['best']):.3f}, last {np.mean(d['last']):.3f} ± {np.std(d['last']):.3f}")

@@ -94,3 +94,15 @@ def test_sample_posterior_is_in_task_units_when_beta_is_standardized():
     assert z.std() < 2.0 < 3.0 < b.std()
     with pytest.raises(ValueError, match="observation must have shape"):
         r.sample_posterior(key, 5, observation=[0.0, 0.0, 0.0])
+
+
+def test_diverged_run_is_one_line_with_quantity_and_step(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main([
+        "sbi", "--task", "gaussian_mixture", "--num-simulations", "300", "--method", "nf", "--seeds", "1",
+        "--steps", "4", "--eval-every", "2", "--no-mlp-c2st", "--out", str(out), "--set", *TINY, "lr_flow=1e30",
+    ])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3
+    assert len(err) == 1 and "became NaN or infinite at step" in err[0] and "last good state is from step" in err[0]
+    assert not out.exists()

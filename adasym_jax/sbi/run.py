@@ -21,7 +21,7 @@ import numpy as np
 
 from adasym_jax.checkpoint import Standardization, save_checkpoint
 from adasym_jax.config import TrainConfig
-from adasym_jax.runner import Trainer, first_nonfinite, seed_list, tuned_jit
+from adasym_jax.runner import Trainer, raise_if_nonfinite, seed_list, tuned_jit
 from adasym_jax.sbi.c2st import c2st_mlp, c2st_paper
 from adasym_jax.sbi.conditional import DEFAULT_ZETA_PER_CONDITION, make_conditional_step
 from adasym_jax.sbi.tasks import SBITask, rejection_abc, simulate_dataset, validate_observation, validate_task
@@ -214,11 +214,7 @@ def train_sbi(
         new_state, metrics = compiled[length](state, x, ctx)
         metrics = {k: np.asarray(v) for k, v in metrics.items()}
         run_seconds += time.perf_counter() - t0
-        bad = first_nonfinite(metrics, new_state, done)
-        if bad is not None:
-            name, at = bad
-            where = f"at step {at}" if at > 0 else f"in the state after step {done + length}"
-            raise FloatingPointError(f"training diverged: {name} became NaN or infinite {where} (last good state: step {done})")
+        raise_if_nonfinite(metrics, new_state, state, done, length)
         state, done = new_state, done + length
         for k, v in metrics.items():
             curves.setdefault(k, []).append(v.mean(axis=1))
