@@ -108,13 +108,22 @@ def make_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> Step
 
 
 def zeta_and_power_iteration(
-    ebm: nn.Module, psi, ebm_stats, y_m: Array, ctx_m: Optional[Array], log_p_m: Array
+    ebm: nn.Module,
+    psi,
+    ebm_stats,
+    y_m: Array,
+    ctx_m: Optional[Array],
+    log_p_m: Array,
+    num_conditions: Optional[int] = None,
 ) -> tuple[Array, dict]:
     """log ζ̂ (Algorithm 2, eq. (12)) from ``M`` flow samples ``y_m (M, dim)`` with their
     ``log_p_m (M,)``, by a forward pass of the EBM that also runs one spectral-norm power
-    iteration. Returns ``(log_zeta, new spectral statistics)``; log ζ̂ carries no gradient."""
+    iteration. Returns ``(log_zeta, new spectral statistics)``; log ζ̂ carries no gradient.
+    With ``num_conditions = n`` the samples are n consecutive groups, one per condition (B.6),
+    and ``log_zeta`` is ``(n,)``, one estimate per group; otherwise it is a scalar."""
     log_q_m, new_vars = ebm.apply({"params": psi, "spectral": ebm_stats}, y_m, ctx_m, update_stats=True, mutable=["spectral"])
-    return obj.log_zeta_estimate(sg(log_q_m), sg(log_p_m)), new_vars["spectral"]
+    shape = (-1,) if num_conditions is None else (num_conditions, -1)
+    return obj.log_zeta_estimate(sg(log_q_m).reshape(shape), sg(log_p_m).reshape(shape)), new_vars["spectral"]
 
 
 def psi_gradient(
@@ -137,9 +146,12 @@ def psi_gradient(
     ``x (n, dim)`` data with ``ctx``; ``y (N, dim)`` reverse-KL samples with ``ctx_y`` and
     ``log_p_y (N,)``; ``y_m (M, dim)``, ``ctx_m``, ``log_p_m (M,)`` the ζ samples, which carry
     ∇ψ ζ when ``config.zeta_grad == "importance"`` (eq. (14)); otherwise the y samples do.
-    Returns ``(g_psi, log_q_x (n,), log_q_y (N,))``, the log-densities without gradient.
+    A per-condition ``log_zeta (n,)`` (B.6) groups those samples by condition: row i of the
+    reshaped ``(n, J)`` samples carries ∇ψ ζ(u_i). Returns ``(g_psi, log_q_x (n,),
+    log_q_y (N,))``, the log-densities without gradient.
     """
     n = x.shape[0]
+    group = log_zeta.shape + (-1,)
 
     def psi_loss(psi_):
         v = {"params": psi_, "spectral": ebm_vars["spectral"]}
@@ -149,7 +161,7 @@ def psi_gradient(
             zq, zp = log_q_y, log_p_y
         else:
             zq, zp = ebm.apply(v, y_m, ctx_m), log_p_m
-        loss = obj.psi_surrogate(log_q_x, log_q_y, log_zeta, zq, zp, lambdas, config.temperature)
+        loss = obj.psi_surrogate(log_q_x, log_q_y, log_zeta, zq.reshape(group), zp.reshape(group), lambdas, config.temperature)
         return loss, (log_q_x, log_q_y)
 
     (_, (log_q_x, log_q_y)), g_psi = jax.value_and_grad(psi_loss, has_aux=True)(ebm_vars["params"])

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from adasym_jax import objective as obj
 from adasym_jax.config import TrainConfig
 from adasym_jax.state import TrainState
-from adasym_jax.train import StepFn, as_batch, primal_dual_update, theta_gradient
+from adasym_jax.train import StepFn, as_batch, primal_dual_update, psi_gradient, theta_gradient, zeta_and_power_iteration
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
@@ -102,29 +102,15 @@ def make_conditional_step(
         ctx_m = jnp.repeat(ctx, K, axis=0)
         y_m, log_p_m = flow.apply({"params": theta}, k_m, n * K, ctx_m, method="sample_and_log_prob")
         y_m, log_p_m = sg(y_m), sg(log_p_m)
-        log_q_m, new_vars = ebm.apply(
-            {"params": psi, "spectral": state.ebm_stats}, y_m, ctx_m, update_stats=True, mutable=["spectral"]
-        )
-        stats = new_vars["spectral"]
-        log_zeta = obj.log_zeta_estimate(sg(log_q_m).reshape(n, K), log_p_m.reshape(n, K))
+        log_zeta, stats = zeta_and_power_iteration(ebm, psi, state.ebm_stats, y_m, ctx_m, log_p_m, num_conditions=n)
 
         # One reverse-KL sample per condition (no gradient in the paper's estimator).
         y, log_p_y_s = flow.apply({"params": theta}, k_y, n, ctx, method="sample_and_log_prob")
         y, log_p_y_s = sg(y), sg(log_p_y_s)
 
-        def psi_loss(psi_):
-            v = {"params": psi_, "spectral": stats}
-            log_q = ebm.apply(v, jnp.concatenate([x, y]), jnp.concatenate([ctx, ctx]))
-            log_q_x, log_q_y = log_q[:n], log_q[n:]
-            if config.zeta_grad == "batch":
-                zq, zp = log_q_y[:, None], log_p_y_s[:, None]
-            else:
-                zq, zp = ebm.apply(v, y_m, ctx_m).reshape(n, K), log_p_m.reshape(n, K)
-            loss = conditional_psi_surrogate(log_q_x, log_q_y, log_zeta, zq, zp, lam, T)
-            return loss, (log_q_x, log_q_y)
-
-        (_, (log_q_x, log_q_y)), g_psi = jax.value_and_grad(psi_loss, has_aux=True)(psi)
-        log_q_x, log_q_y = sg(log_q_x), sg(log_q_y)
+        g_psi, log_q_x, log_q_y = psi_gradient(
+            config, ebm, {"params": psi, "spectral": stats}, lam, log_zeta, x, ctx, y, ctx, log_p_y_s, y_m, ctx_m, log_p_m
+        )
 
         g_theta, log_p_x, log_p_y = theta_gradient(
             config, flow, ebm, theta, {"params": psi, "spectral": stats}, lam, x, ctx, y, ctx, log_q_y, k_y
