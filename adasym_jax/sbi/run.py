@@ -91,10 +91,13 @@ class SBIResult:
         if u.shape != self.observation.shape:
             raise ValueError(f"observation must have shape {self.observation.shape}, got {u.shape}")
         z = np.asarray(self.trainer.sample(self.state, key, num, jnp.asarray(u)[None]))
-        std = self.settings.get("standardization")
-        if std is None:
-            return z
-        return (z * np.asarray(std["scale"], np.float32) + np.asarray(std["mean"], np.float32)).astype(np.float32)
+        standardization = self.standardization()
+        return z if standardization is None else standardization.invert(z)
+
+    def standardization(self) -> Optional[Standardization]:
+        """The map from training coordinates back to β, or ``None`` if β was not standardized."""
+        std = self.settings["standardization"]
+        return None if std is None else Standardization(np.asarray(std["mean"]), np.asarray(std["scale"]))
 
 
 def reference_samples(task: SBITask, observation, key, kind: str = "exact", num: int = NUM_POSTERIOR_SAMPLES, tolerance: float = 0.05) -> np.ndarray:
@@ -313,9 +316,7 @@ def write_run(result: SBIResult, out: str) -> Path:
     """Write ``metrics.json``, ``config.json`` and the checkpoint (read by ``adasym sample``)."""
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
-    std = result.settings["standardization"]
-    standardization = None if std is None else Standardization(np.asarray(std["mean"]), np.asarray(std["scale"]))
-    save_checkpoint(d, result.state, result.config, result.trainer.dim, result.seeds, extra={"sbi": result.settings}, standardization=standardization)
+    save_checkpoint(d, result.state, result.config, result.trainer.dim, result.seeds, extra={"sbi": result.settings}, standardization=result.standardization())
     (d / "metrics.json").write_text(json.dumps(metrics_dict(result), indent=2, allow_nan=False))
     (d / "config.json").write_text(json.dumps(_jsonable({"config": result.config.to_dict(), "run": result.settings}), indent=2))
     return d
