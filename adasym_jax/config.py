@@ -95,6 +95,33 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {v}")
+        # Numeric ranges (NaN and ±inf fail every float check), before anything compiles.
+        import math
+        import numbers
+
+        def _num(v):
+            return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+        for name, ok, want in (
+            ("lr_flow", lambda v: _num(v) and v > 0, "a finite number > 0"),
+            ("lr_ebm", lambda v: _num(v) and v > 0, "a finite number > 0"),
+            ("lr_dual", lambda v: _num(v) and v > 0, "a finite number > 0"),
+            ("lr_dual_zeta", lambda v: _num(v) and v > 0, "a finite number > 0"),
+            ("eps_zeta", lambda v: _num(v) and v >= 0, "a finite number >= 0"),
+            ("temperature", lambda v: _num(v) and v > 0, "a finite number > 0"),
+            ("bound", lambda v: _num(v) and v > 0, "a finite number > 0"),
+            ("adam_b1", lambda v: _num(v) and 0 <= v < 1, "in [0, 1)"),
+            ("adam_b2", lambda v: _num(v) and 0 <= v < 1, "in [0, 1)"),
+            ("lambda_init", lambda v: _num(v) and v >= 0, "a finite number >= 0"),
+            ("lambda_zeta_init", lambda v: _num(v) and v >= 0, "a finite number >= 0"),
+            ("lambda_floor", lambda v: _num(v) and v >= 0, "a finite number >= 0"),
+            ("gp_weight", lambda v: _num(v) and v >= 0, "a finite number >= 0"),
+            ("weights", lambda v: all(_num(w) and w >= 0 for w in v), "three finite numbers >= 0"),
+            ("flow_hidden", lambda v: all(h >= 1 for h in v), "layer widths >= 1"),
+        ):
+            value = getattr(self, name)
+            if not ok(value):
+                raise ValueError(f"{name} must be {want}, got {value!r}")
 
     def replace(self, **changes: Any) -> "TrainConfig":
         """A copy with ``changes``; unknown names raise ``ValueError``."""
