@@ -119,10 +119,33 @@ def read_standardization(source: Union[PathLike, Mapping[str, Any]]) -> Optional
 # -- writing -----------------------------------------------------------------------------
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux's
+    ``/proc/self/status``); elsewhere by setting and at once restoring it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def new_file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file: ``0o666 & ~umask``. Temporary files
+    from :func:`tempfile.mkstemp` are 0600; the atomic writers set this mode before renaming,
+    so outputs follow the user's umask like any other file."""
+    return 0o666 & ~current_umask()
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
+        os.fchmod(fd, new_file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -150,11 +150,16 @@ def _device() -> str:
 
 
 def _save_array(path: str, write) -> None:
-    """Write through a temporary file in the target folder, renamed into place."""
+    """Write through a temporary file in the target folder, renamed into place; the folder is
+    created if needed (as ``train`` does) and the file's mode follows the umask."""
+    from adasym_jax.checkpoint import new_file_mode
+
     target = Path(path)
-    if not target.parent.is_dir():
-        raise ValueError(f"{target.parent}: output folder does not exist")
+    if target.is_dir():
+        raise ValueError(f"{target} is a folder; give a file name")
+    _make_folder(target.parent)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
+    os.fchmod(fd, new_file_mode())
     os.close(fd)
     try:
         with open(tmp, "wb") as f:
@@ -163,6 +168,14 @@ def _save_array(path: str, write) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _make_folder(folder: Path) -> None:
+    """Create ``folder`` and its parents; one clear line if a part of it is a file."""
+    for part in [folder, *folder.parents]:
+        if part.exists() and not part.is_dir():
+            raise ValueError(f"{part} exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
 
 
 def _clear_run(out: Path) -> None:
