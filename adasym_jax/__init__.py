@@ -17,6 +17,7 @@ from adasym_jax.config import TrainConfig
 from adasym_jax.data import DATASETS, load_dataset
 from adasym_jax.ebm import ResidualEBM
 from adasym_jax.flow import SplineFlow
+from adasym_jax.jit import compiler_options, tuned_jit
 from adasym_jax.objective import (
     constraint_values,
     dual_gradients,
@@ -79,6 +80,7 @@ __all__ = [
     "TrainState",
     "Trainer",
     "build_models",
+    "compiler_options",
     "constraint_values",
     "dual_gradients",
     "fit",
@@ -94,4 +96,5 @@ __all__ = [
     "shard_seeds",
     "theta_surrogate_pathwise",
     "theta_surrogate_score",
+    "tuned_jit",
 ]

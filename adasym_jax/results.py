@@ -34,8 +34,9 @@ from adasym_jax.checkpoint import (
     read_standardization,
 )
 from adasym_jax.config import TrainConfig
+from adasym_jax.jit import tuned_jit
 from adasym_jax.langevin import langevin
-from adasym_jax.runner import FitResult, Trainer, tuned_jit
+from adasym_jax.runner import FitResult, Trainer
 from adasym_jax.state import TrainState
 from adasym_jax.validation import check_context, check_points
 

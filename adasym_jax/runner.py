@@ -7,8 +7,6 @@ compiled call that runs ``eval_every`` steps for every seed at once.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
 import time
 from typing import Any, Optional, Sequence, Union
 
@@ -19,56 +17,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from adasym_jax import objective as obj
 from adasym_jax.config import TrainConfig
+from adasym_jax.jit import compiler_options, tuned_jit  # noqa: F401 - runner.tuned_jit is kept importable
 from adasym_jax.state import TrainState, build_models, init_state
 from adasym_jax.train import Batch, make_train_step
 from adasym_jax.validation import check_context, check_points
 
 Array = jax.Array
 Seeds = Union[int, Sequence[int]]
-
-
-@functools.lru_cache(maxsize=None)
-def compiler_options() -> Optional[tuple[tuple[str, str], ...]]:
-    """XLA options of the library's compiled programs (``None``: XLA's defaults).
-
-    On the CPU backend: no YNNPACK library fusions (``xla_cpu_experimental_ynn_fusion_type``
-    empty). XLA:CPU otherwise hands small reductions and elementwise chains of the spline
-    and LayerNorm to YNNPACK, which measured 1.7× slower on the 5-seed adasym step
-    (``benchmarks/results/profile.md``). A ``XLA_FLAGS`` that sets the option itself wins, and
-    a jaxlib without the option gets the defaults.
-    """
-    if jax.default_backend() != "cpu" or "ynn_fusion_type" in os.environ.get("XLA_FLAGS", ""):
-        return None
-    options = (("xla_cpu_experimental_ynn_fusion_type", ""),)
-    try:
-        jax.jit(lambda a: a + 1, compiler_options=dict(options)).lower(np.float32(0)).compile()
-    except Exception:  # noqa: BLE001 - an XLA without this option: keep its defaults
-        return None
-    return options
-
-
-class tuned_jit:
-    """``jax.jit(fn)`` that compiles with :func:`compiler_options` when called (or lowered)
-    at the top level. JAX accepts compiler options on top-level jits only, so a call from
-    inside another trace (``jax.jit``, ``jax.eval_shape``, ``jax.vmap``) uses the plain jit."""
-
-    def __init__(self, fn):
-        options = compiler_options()
-        self._plain = jax.jit(fn)
-        self._tuned = self._plain if options is None else jax.jit(fn, compiler_options=dict(options))
-
-    def _pick(self, args):
-        nested = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args))
-        return self._plain if nested else self._tuned
-
-    def __call__(self, *args):
-        return self._pick(args)(*args)
-
-    def lower(self, *args):
-        return self._pick(args).lower(*args)
-
-    def __getattr__(self, name):
-        return getattr(self._tuned, name)
 
 
 def seed_list(seeds: Seeds) -> list[int]:

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 
 from adasym_jax import objective as obj
 from adasym_jax.config import TrainConfig
-from adasym_jax.runner import tuned_jit
+from adasym_jax.jit import tuned_jit
 from adasym_jax.state import TrainState
 from adasym_jax.train import (
     make_train_step,
