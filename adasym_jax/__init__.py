@@ -32,7 +32,7 @@ from adasym_jax.spline import rqs_forward, rqs_inverse
 from adasym_jax.state import TrainState, build_models, init_state
 from adasym_jax.train import Batch, make_train_step
 
-__version__ = "0.1.0"
+from adasym_jax._version import __version__
 
 # distrax (with TensorFlow Probability's substrate) takes a while to import: the export
 # names load on first use (PEP 562), so `import adasym_jax` stays light.

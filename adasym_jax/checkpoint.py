@@ -28,8 +28,9 @@ import jax
 import numpy as np
 from flax import serialization
 
+from adasym_jax._version import __version__
 from adasym_jax.config import TrainConfig
-from adasym_jax.state import TrainState
+from adasym_jax.state import TrainState, build_models, init_state
 
 FORMAT_VERSION = 2
 STATE_FILE = "state.msgpack"  # the state file of format 1
@@ -224,7 +225,7 @@ def save_checkpoint(
         "state_file": state_name,
         "state_bytes": len(payload),
         "state_sha256": digest,
-        "package_version": _package_version(),
+        "package_version": __version__,
         "extra": extra,
     }
     try:
@@ -237,12 +238,6 @@ def save_checkpoint(
         if old.name != state_name:
             old.unlink(missing_ok=True)
     return d
-
-
-def _package_version() -> str:
-    from adasym_jax import __version__
-
-    return __version__
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -349,10 +344,12 @@ def _read_state_bytes(directory: PathLike, meta: Mapping[str, Any]) -> bytes:
 def checkpoint_template(config: TrainConfig, dim: int, seeds: list[int]) -> TrainState:
     """Shapes and dtypes (``jax.ShapeDtypeStruct`` leaves) of the state for ``config``, ``dim``
     and ``seeds``, computed without running or compiling anything."""
-    from adasym_jax.runner import Trainer
-
-    trainer = Trainer(config, int(dim))
-    return jax.eval_shape(lambda: trainer.init(list(seeds)))
+    dim = int(dim)
+    if dim < 1:
+        raise CheckpointError(f"dim must be >= 1, got {dim}")
+    flow, ebm = build_models(config, dim)
+    keys = jax.numpy.stack([jax.random.PRNGKey(int(s)) for s in seeds])
+    return jax.eval_shape(jax.vmap(lambda k: init_state(config, flow, ebm, k, dim)), keys)
 
 
 def load_checkpoint(

@@ -474,7 +474,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return int(err.code or 0)
     args.argv = argv
     if args.version:
-        from adasym_jax import __version__
+        from adasym_jax._version import __version__
 
         print(__version__)
         return 0
