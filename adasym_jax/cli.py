@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a flow p_θ and EBM q_ψ for several seeds at once")
     src = t.add_mutually_exclusive_group()
     src.add_argument("--dataset", help="built-in 2D set: gmm40, gmm_grid, gmm_ring, rings, spiral, moons (default with no data flag: a short moons demo)")
-    src.add_argument("--data", help="training array, .npy or .npz[:key], shape (n, dim)")
-    t.add_argument("--test-data", help="test array of the same dim (default: the built-in test split, or a held-out part of --data)")
+    src.add_argument("--data", help="training array, shape (n, dim): .npy, .npz[:key] (a 'test' array in it is the test set) or a numeric .csv/.tsv/.txt table (a header row is skipped)")
+    t.add_argument("--test-data", help="test array of the same dim (default: the built-in test split, the 'test' array of a --data .npz, or a held-out part of --data)")
     t.add_argument("--test-fraction", type=float, default=0.1, help="with --data and no --test-data: fraction held out for testing (default 0.1; 0 tests on the training data)")
     t.add_argument("--method", help="adasym (default), nf, weighted or wgan")
     t.add_argument("--steps", type=int, help="total training steps (default 1000; demo 300)")
@@ -188,26 +188,51 @@ def _clear_run(out: Path) -> None:
 # --------------------------------------------------------------------------------------
 # train
 # --------------------------------------------------------------------------------------
-def _load_train_data(settings: dict[str, Any]):
-    """(train, test, standardizer) in data coordinates from the run settings."""
-    from adasym_jax.arrays import load_array
+def _load_train_data(settings: dict[str, Any], report: bool = True):
+    """(train, test, standardizer) in data coordinates from the run settings.
+
+    The test set is ``--test-data``, else the built-in test split, else the ``test`` array of
+    the training ``.npz`` (when it holds one), else a held-out ``test_fraction``; only when
+    that leaves too few rows is it the training data itself (warned on stderr). With
+    ``report``, one line on stdout says what was used (file, key, shape, test source);
+    ``settings["test_source"]`` records it."""
+    from adasym_jax.arrays import load_array_with_source
     from adasym_jax.checkpoint import Standardization
     from adasym_jax.data import load_dataset
 
-    test = None
+    test, source, warning = None, None, None
     if settings.get("dataset"):
         train, test = load_dataset(settings["dataset"], settings.get("n_train"), settings.get("n_test"), settings.get("data_seed", 0))
+        train_text = f"built-in {settings['dataset']} (data seed {settings.get('data_seed', 0)})"
+        test_text = "the built-in test split"
+    elif settings.get("data"):
+        train, source = load_array_with_source(settings["data"], "training data")
+        train_text = str(source) + (" (header row skipped)" if source.header else "")
     else:
-        train = load_array(settings["data"], "training data")
+        raise ValueError("the run's config.json names no data source (dataset or data)")
     if settings.get("test_data"):
-        test = load_array(settings["test_data"], "test data", dim=train.shape[1], min_rows=1)
+        test, tsrc = load_array_with_source(settings["test_data"], "test data", dim=train.shape[1], min_rows=1)
+        test_text = f"--test-data {tsrc}"
+    elif test is None and source is not None and source.key not in (None, "test") and "test" in source.names:
+        test, _ = load_array_with_source(f"{source.path}:test", "test data", dim=train.shape[1], min_rows=1)
+        test_text = f"the file's 'test' array ({source.path}:test; --test-fraction not used)"
     elif test is None:
-        n_test = int(round(float(settings.get("test_fraction", 0.1)) * len(train)))
+        fraction = float(settings.get("test_fraction", 0.1))
+        n_test = int(round(fraction * len(train)))
         if n_test >= 1 and len(train) - n_test >= 2:
             perm = np.random.default_rng(settings.get("data_seed", 0)).permutation(len(train))
             train, test = train[perm[n_test:]], train[perm[:n_test]]
+            test_text = f"{n_test} rows held out from the data (--test-fraction {fraction:g})"
         else:
             test = train
+            why = "--test-fraction 0" if fraction == 0 else f"{len(train)} rows are too few to hold out {fraction:g} of them"
+            test_text = "the training data itself"
+            warning = f"adasym: warning: the test set is the training set ({why}); test NLLs measure the fit, not generalization (pass --test-data)"
+    settings["test_source"] = test_text
+    if report:
+        print(f"data: {train_text}, {train.shape[0]} x {train.shape[1]}; test: {test_text}, {test.shape[0]} rows", flush=True)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
     std = settings.get("standardization")
     standardizer = None if std is None else Standardization.from_dict(std)
     return train, test, standardizer
