@@ -456,29 +456,176 @@ def cmd_sample(args) -> int:
         raise ValueError("sampling produced NaN or infinite values (try a smaller --step-size)")
     _save_array(args.out, lambda f: np.save(f, samples))
     print(f"wrote {args.out}: shape {samples.shape}")
+    if run_kind(run) == "latent":
+        space = "standardized pixels" if "pixel_mean" in (run.meta.get("extra") or {}) else "standardized autoencoder latents"
+        print(
+            f"note: {run.directory} is an `adasym latent` run: these are samples in {space} ({run.dim}-D), "
+            f"not images; the run's decoded samples are in {run.directory / 'samples.png'}"
+        )
     return 0
 
 
-def cmd_plot(args) -> int:
+def run_kind(run) -> str:
+    """``"sbi"`` (written by ``adasym sbi``), ``"latent"`` (``adasym latent``) or ``"train"``."""
+    extra = run.meta.get("extra") or {}
+    if "sbi" in extra:
+        return "sbi"
+    if "latent_mean" in extra or "pixel_mean" in extra:
+        return "latent"
+    return "train"
+
+
+def _read_metrics(directory: Path) -> Optional[dict[str, Any]]:
     import json
 
+    from adasym_jax.results import METRICS_FILE
+
+    path = directory / METRICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: unreadable ({type(e).__name__})") from None
+    if not isinstance(metrics, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return metrics
+
+
+def _curve_rows(a) -> np.ndarray:
+    """JSON curves (seeds × evaluations, ``null`` = NaN) -> float64 array."""
+    rows = a if isinstance(a, list) and a and isinstance(a[0], list) else [a]
+    return np.array([[np.nan if v is None else v for v in row] for row in rows], np.float64)
+
+
+def _plot_panels(panels, xlabel: str, path: Path, title: str) -> Path:
+    """One panel per ``(name, x, {label: seeds × len(x)}, hline)``: the seed mean bold, each seed thin."""
+    from adasym_jax.plotting import _pyplot
+
+    plt = _pyplot()
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    for ax, (name, x, series, hline) in zip(axes.ravel(), panels):
+        for label, arr in series.items():
+            with np.errstate(all="ignore"):
+                mean = np.nanmean(arr, axis=0) if np.any(np.isfinite(arr)) else np.full(arr.shape[1], np.nan)
+            (line,) = ax.plot(x, mean, label=label)
+            if arr.shape[0] > 1:
+                for row in arr:
+                    ax.plot(x, row, color=line.get_color(), alpha=0.3, linewidth=0.7)
+        if hline is not None:
+            ax.axhline(hline, color="gray", linewidth=0.8, linestyle=":")
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        if len(series) > 1:
+            ax.legend(fontsize=7)
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def _plot_sbi_run(run, metrics: dict[str, Any], out: Path) -> list[Path]:
+    """``curves.png`` (C2ST, validation NLL, ζ and λ's over steps) and ``posterior.png``
+    (samples of p_θ(β | u₀) at the run's observation, one panel per seed)."""
+    import jax
+
+    from adasym_jax.plotting import _pyplot
+    from adasym_jax.results import sample_run
+
+    steps = np.asarray(metrics["eval_steps"], np.float64)
+    curves = metrics.get("curves") or {}
+    panels = [("C2ST at u₀ (paper protocol; 0.5 = ideal)", steps, {"C2ST": _curve_rows(metrics["c2st"]["paper"]["curve"])}, 0.5)]
+    for key, name, hline in (("val_nll", "validation NLL of p_θ (nats)", None), ("fw_nll", "training NLL of p_θ", None),
+                             ("log_zeta", "log ζ̂", 0.0), ("zeta_mean", "mean ζ(u)", 1.0)):
+        if key in curves:
+            panels.append((name, steps, {key: _curve_rows(curves[key])}, hline))
+    lambdas = {k: _curve_rows(v) for k, v in curves.items() if k.startswith("lambda_") and np.any(np.nan_to_num(_curve_rows(v)) > 0)}
+    if lambdas:
+        panels.append(("multipliers λ", steps, lambdas, None))
+    name = f"{run.directory.name}: {metrics.get('task', 'sbi')} {run.config.method}, step {int(steps[-1]) if steps.size else 0}"
+    written = [_plot_panels(panels, "step", out / "curves.png", name)]
+
+    u0 = np.asarray(run.settings.get("observation") or metrics.get("observation") or [], np.float32)
+    if u0.size != run.config.context_dim:
+        print(f"{run.directory}: no observation u₀ recorded; plotted the curves only", file=sys.stderr)
+        return written
+    samples = sample_run(run, 1000, jax.random.PRNGKey(0), "p", u0)
+    plt = _pyplot()
+    cols = min(len(run.seeds), 5)
+    fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 3.4), squeeze=False)
+    for c in range(cols):
+        ax, smp = axes[0, c], samples[c]
+        if run.dim == 1:
+            ax.hist(smp[:, 0], bins=50, color="k", alpha=0.7)
+            ax.set_xlabel("β₁")
+        else:
+            ax.scatter(smp[:, 0], smp[:, 1], s=2, c="k", alpha=0.4, linewidths=0)
+            ax.set_xlabel("β₁")
+            ax.set_ylabel("β₂")
+        ax.set_title(f"seed {run.seeds[c]}")
+    dims = "" if run.dim <= 2 else f" (dims 1-2 of {run.dim})"
+    u_text = ",".join(f"{v:.3g}" for v in u0)
+    fig.suptitle(f"{run.directory.name}: p_θ(β | u₀ = {u_text}){dims}")
+    fig.tight_layout()
+    fig.savefig(out / "posterior.png", dpi=90)
+    plt.close(fig)
+    written.append(out / "posterior.png")
+    return written
+
+
+def _plot_latent_run(run, metrics: dict[str, Any], out: Path) -> list[Path]:
+    """``curves.png``: every evaluated quantity of ``metrics["evals"]`` over epochs."""
+    epochs = np.asarray(metrics["eval_epochs"], np.float64)
+    names = {"test_nll_p": "test NLL of p_θ (latents, nats)", "test_nll_q": "test NLL of q̃_ψ (latents)", "log_zeta": "log ζ̂"}
+    panels = []
+    for key, d in metrics["evals"].items():
+        if key in ("test_nll_q", "log_zeta") and run.config.method == "nf":
+            continue
+        panels.append((names.get(key, key), epochs, {key: _curve_rows(d["curve"])}, 0.0 if key == "log_zeta" else None))
+    if not panels:
+        raise ValueError(f"{run.directory}: metrics.json has no evaluations to plot")
+    name = f"{run.directory.name}: latent {run.config.method}, {metrics.get('steps', '?')} steps"
+    return [_plot_panels(panels, "epoch", out / "curves.png", name)]
+
+
+def cmd_plot(args) -> int:
     from adasym_jax.plotting import plot_run
     from adasym_jax.results import METRICS_FILE, load_run
 
     run = load_run(args.run)
     out = Path(args.out) if args.out else run.directory
-    if not out.is_dir():
-        raise ValueError(f"{out}: output folder does not exist")
-    preview = run.directory / "data_preview.npy"
-    if preview.is_file():
-        data = np.load(preview)
-    else:
-        data, _, _ = _load_train_data(run.settings) if run.settings else (None, None, None)
-        if data is None:
-            raise ValueError(f"{run.directory}: no data_preview.npy and no data source in config.json")
-    metrics_path = run.directory / METRICS_FILE
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
-    for path in plot_run(run, data, metrics, out):
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder")
+    metrics = _read_metrics(run.directory)
+    kind = run_kind(run)
+    if kind != "train" and metrics is None:
+        raise ValueError(f"{run.directory}: no {METRICS_FILE}; an `adasym {kind}` run is plotted from its curves")
+    try:
+        if kind == "sbi":
+            _make_folder(out)
+            paths = _plot_sbi_run(run, metrics, out)
+        elif kind == "latent":
+            _make_folder(out)
+            paths = _plot_latent_run(run, metrics, out)
+            for extra in ("samples.png", "reconstructions.png"):
+                if (run.directory / extra).is_file():
+                    print(f"decoded images: {run.directory / extra} (written by the run)")
+        else:
+            preview = run.directory / "data_preview.npy"
+            if preview.is_file():
+                data = np.load(preview, allow_pickle=False)
+            else:
+                data, _, _ = _load_train_data(run.settings, report=False)
+            _make_folder(out)
+            paths = plot_run(run, data, metrics, out)
+    except KeyError as e:
+        raise ValueError(f"{run.directory}: {METRICS_FILE} lacks the entry {e} that the plot needs") from None
+    for path in paths:
         print(f"wrote {path}")
     return 0
 
