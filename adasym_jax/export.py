@@ -30,7 +30,7 @@ from flax import struct
 from adasym_jax.checkpoint import Standardization
 from adasym_jax.config import TrainConfig
 from adasym_jax.ebm import ResidualEBM
-from adasym_jax.flow import SplineFlow
+from adasym_jax.flow import BaseSplineFlow, SplineFlow
 from adasym_jax.objective import log_zeta_estimate
 from adasym_jax.state import TrainState, build_models
 
@@ -122,8 +122,8 @@ class FlowDistribution(distrax.Distribution):
 
     def __init__(self, flow: SplineFlow, variables: Any, context: Optional[Array] = None):
         super().__init__()
-        if not isinstance(flow, SplineFlow):
-            raise ValueError(f"flow must be a SplineFlow, got {type(flow).__name__}")
+        if not isinstance(flow, BaseSplineFlow):
+            raise ValueError(f"flow must be a spline flow (SplineFlow or AutoregressiveSplineFlow), got {type(flow).__name__}")
         self._flow = flow
         self._variables = _as_variables(variables)
         self._context = _fixed_context(context, flow.context_dim, "flow")

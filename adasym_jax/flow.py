@@ -128,17 +128,17 @@ def _scatter_columns(y_t: Array, select: Array) -> Array:
 _SMALL_DIM = 8
 
 
-class SplineFlow(nn.Module):
-    """Neural spline flow with optional context (a conditional flow p(x | c)).
+class BaseSplineFlow(nn.Module):
+    """What every spline flow shares: a standard-normal base, the context handling and the
+    density / sampling methods. A subclass defines ``__call__(x, context, inverse)``.
 
     Attributes:
       dim: data dimension m (1 is allowed).
-      num_transforms: number of coupling layers L.
+      num_transforms: number of layers L.
       num_bins: spline bins K per coordinate.
       hidden: widths of the conditioner MLP's hidden layers.
       bound: B; splines act on [-B, B] and are the identity outside (standardize data).
       context_dim: size of the conditioning vector; 0 for an unconditional flow.
-      mask: ``"alternating"`` or ``"random"`` coupling masks.
 
     Methods take ``x: (n, dim)`` and ``context: (n, context_dim)`` or ``(1, context_dim)``
     (broadcast to all rows) and return per-row quantities of shape ``(n,)``.
@@ -150,32 +150,10 @@ class SplineFlow(nn.Module):
     hidden: Sequence[int] = (64, 64)
     bound: float = 5.0
     context_dim: int = 0
-    mask: str = "alternating"
 
-    @nn.compact
-    def __call__(self, x: Array, context: Optional[Array] = None, inverse: bool = False):
-        """Push ``x (n, dim)`` through all layers; returns ``(out (n, dim), log_det (n,))``.
-
-        ``inverse=False``: data -> base, ``log_det = log|det d z / d x|``.
-        ``inverse=True``: base -> data, ``log_det = log|det d x / d z|``.
-        """
+    def _check_sizes(self) -> None:
         if self.num_transforms < 1 or self.num_bins < 1 or self.dim < 1:
             raise ValueError("dim, num_transforms and num_bins must be >= 1")
-        ctx = self._prepare_context(context, x.shape[0])
-        layers = nn.scan(
-            _Coupling,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=(0, nn.broadcast),
-            length=self.num_transforms,
-            reverse=inverse,
-        )(self.dim, self.num_bins, tuple(self.hidden), self.bound, inverse, name="couplings")
-        log_det0 = jnp.zeros(x.shape[:-1], x.dtype)
-        masks = coupling_masks(self.dim, self.num_transforms, self.mask)
-        select, valid = coupling_selection(masks)
-        layer_inputs = (jnp.asarray(masks), jnp.asarray(select), jnp.asarray(valid))
-        (out, log_det), _ = layers((x, log_det0), layer_inputs, ctx)
-        return out, log_det
 
     def _prepare_context(self, context: Optional[Array], n: int) -> Optional[Array]:
         if self.context_dim == 0:
@@ -227,3 +205,38 @@ class SplineFlow(nn.Module):
     def sample(self, key: Array, num: int, context: Optional[Array] = None) -> Array:
         """``num`` samples ``(num, dim)`` of p_θ (of p_θ(· | context) when conditional)."""
         return self.sample_and_log_prob(key, num, context)[0]
+
+
+class SplineFlow(BaseSplineFlow):
+    """Neural spline flow of coupling layers, with optional context (a conditional flow p(x | c)).
+
+    Each layer transforms the coordinates its mask marks (half of them) by one spline each,
+    conditioned on the others: L layers apply about L·m/2 scalar splines. Attributes as
+    :class:`BaseSplineFlow`, plus ``mask``: ``"alternating"`` or ``"random"`` coupling masks.
+    """
+
+    mask: str = "alternating"
+
+    @nn.compact
+    def __call__(self, x: Array, context: Optional[Array] = None, inverse: bool = False):
+        """Push ``x (n, dim)`` through all layers; returns ``(out (n, dim), log_det (n,))``.
+
+        ``inverse=False``: data -> base, ``log_det = log|det d z / d x|``.
+        ``inverse=True``: base -> data, ``log_det = log|det d x / d z|``.
+        """
+        self._check_sizes()
+        ctx = self._prepare_context(context, x.shape[0])
+        layers = nn.scan(
+            _Coupling,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=(0, nn.broadcast),
+            length=self.num_transforms,
+            reverse=inverse,
+        )(self.dim, self.num_bins, tuple(self.hidden), self.bound, inverse, name="couplings")
+        log_det0 = jnp.zeros(x.shape[:-1], x.dtype)
+        masks = coupling_masks(self.dim, self.num_transforms, self.mask)
+        select, valid = coupling_selection(masks)
+        layer_inputs = (jnp.asarray(masks), jnp.asarray(select), jnp.asarray(valid))
+        (out, log_det), _ = layers((x, log_det0), layer_inputs, ctx)
+        return out, log_det

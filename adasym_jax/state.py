@@ -12,7 +12,8 @@ from flax import struct
 
 from adasym_jax.config import TrainConfig
 from adasym_jax.ebm import ResidualEBM
-from adasym_jax.flow import SplineFlow
+from adasym_jax.autoregressive import AutoregressiveSplineFlow
+from adasym_jax.flow import BaseSplineFlow, SplineFlow
 from adasym_jax.objective import KL_MULTIPLIERS, MULTIPLIER_NAMES, ZETA_MULTIPLIERS
 
 Array = jax.Array
@@ -37,9 +38,13 @@ class TrainState(struct.PyTreeNode):
     dual_opt: Any
 
 
-def build_models(config: TrainConfig, dim: int) -> tuple[SplineFlow, ResidualEBM]:
-    """The flow p_θ and EBM q_ψ described by ``config`` for data of dimension ``dim``."""
-    flow = SplineFlow(
+FLOW_CLASSES = {"autoregressive": AutoregressiveSplineFlow, "coupling": SplineFlow}
+
+
+def build_models(config: TrainConfig, dim: int) -> tuple[BaseSplineFlow, ResidualEBM]:
+    """The flow p_θ (``config.flow``: :class:`AutoregressiveSplineFlow` or the coupling
+    :class:`SplineFlow`) and the EBM q_ψ described by ``config`` for data of dimension ``dim``."""
+    flow = FLOW_CLASSES[config.flow](
         dim=dim,
         num_transforms=config.num_transforms,
         num_bins=config.num_bins,
@@ -53,6 +58,7 @@ def build_models(config: TrainConfig, dim: int) -> tuple[SplineFlow, ResidualEBM
         context_dim=config.context_dim,
         film_layers=config.film_layers,
         temperature=config.temperature,
+        base_scale=config.ebm_base_scale,
     )
     return flow, ebm
 
