@@ -25,6 +25,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from adasym_jax.cli_args import add_set_argument, apply_overrides, join_negative_values, parse_numbers, parse_seeds
+
 EXTENSIONS = ("adasym_jax.sbi_cli", "adasym_jax.latent_cli")
 #: Files a run folder may contain; ``--overwrite`` removes exactly these.
 RUN_FILES = ("config.json", "metrics.json", "checkpoint.json", "density.png", "curves.png", "data_preview.npy", "state*.msgpack")
@@ -67,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, default=0, help="also save the checkpoint every K steps (rounded up to --eval-every; default: at the end only)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     t.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps")
-    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override, repeatable (e.g. --set lr_flow=1e-4)")
+    add_set_argument(t, "overrides", "TrainConfig overrides, one or more per flag, repeatable (e.g. --set lr_flow=1e-4 ebm_blocks=3)")
     t.add_argument("--standardize", choices=("auto", "on", "off"), default="auto", help="standardize data (auto: user data and spiral); statistics are saved with the run and NLLs reported in data units")
     t.add_argument("--data-seed", type=int, default=0, help="seed of the built-in data sets (default 0)")
     t.add_argument("--n-train", type=int, help="built-in sets: training points (default: the paper's)")
@@ -112,36 +114,6 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------
-def parse_seeds(text: str):
-    """``"5"`` -> 5 (seeds 0–4); ``"2,7"`` -> [2, 7]. Raises ``ValueError`` on bad input."""
-    from adasym_jax.runner import seed_list
-
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
-    try:
-        vals = [int(p) for p in parts]
-    except ValueError:
-        raise ValueError(f"--seeds must be a count or a comma-separated list of integers, got {text!r}") from None
-    if not vals:
-        raise ValueError("--seeds is empty")
-    if any(v < 0 for v in vals):
-        raise ValueError(f"seeds must be >= 0, got {text!r}")
-    spec = vals[0] if len(parts) == 1 and "," not in text else vals
-    return seed_list(spec)
-
-
-def parse_context(text: Optional[str]) -> Optional[np.ndarray]:
-    if text is None:
-        return None
-    try:
-        vals = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(f"--context must be comma-separated numbers, got {text!r}") from None
-    arr = np.asarray(vals, np.float32)
-    if arr.size == 0 or not np.all(np.isfinite(arr)):
-        raise ValueError(f"--context must be finite numbers, got {text!r}")
-    return arr
-
-
 def _device() -> str:
     import jax
 
@@ -277,15 +249,14 @@ def _to_model(standardizer, x: np.ndarray) -> np.ndarray:
 
 
 def _build_config(method: str, overrides: Sequence[str]):
-    from adasym_jax.config import METHODS, TrainConfig, parse_override
+    from adasym_jax.config import METHODS, TrainConfig
 
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     config = TrainConfig(method=method)
-    for text in overrides:
-        config = parse_override(text, config)
-        if config.method != method:
-            raise ValueError("set the method with --method, not --set method=...")
+    config = apply_overrides(config, overrides)
+    if config.method != method:
+        raise ValueError("set the method with --method, not --set method=...")
     if config.context_dim:
         raise ValueError("adasym train fits unconditional models; context_dim must be 0 (see `adasym sbi`)")
     return config
@@ -448,7 +419,7 @@ def cmd_sample(args) -> int:
     from adasym_jax.results import load_run, sample_run
 
     run = load_run(args.run)
-    context = parse_context(args.context)
+    context = parse_numbers(args.context, "--context")
     samples = sample_run(
         run, args.num, jax.random.PRNGKey(args.seed), args.model, context, args.langevin_steps, args.step_size
     )
@@ -638,7 +609,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        args = parser.parse_args(join_negative_values(argv))
     except UsageError as err:
         print(f"{err}", file=sys.stderr)
         return 2

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from adasym_jax.cli_args import add_set_argument, apply_overrides, parse_seeds
+
 DIGITS_LATENT = 16
 
 
@@ -56,20 +58,18 @@ def register(subparsers) -> None:
         help="FID Inception-v3 weights as .npz of pytorch-fid's state dict (see adasym_jax.latent.inception): "
         "also report the real FID of decoded samples vs --metric-samples training images",
     )
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="TrainConfig override on top of D.3, repeatable")
+    add_set_argument(p, "overrides", "TrainConfig overrides on top of D.3, one or more per flag, repeatable")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_latent)
 
 
 def _config(args):
-    from adasym_jax.config import parse_override
     from adasym_jax.latent.run import PAPER_CONFIG
 
     config = PAPER_CONFIG.replace(method=args.method)
     if args.no_temperature:
         config = config.replace(temperature=1.0)
-    for text in args.overrides:
-        config = parse_override(text, config)
+    config = apply_overrides(config, args.overrides)
     if config.method != args.method:
         raise ValueError("set the method with --method, not --set")
     return config
@@ -86,7 +86,6 @@ def _split(images: np.ndarray, fraction: float, seed: int = 0):
 
 
 def cmd_latent(args: argparse.Namespace) -> int:
-    from adasym_jax.cli import parse_seeds
     from adasym_jax.latent.autoencoder import check_images, check_latent_dim
     from adasym_jax.latent.run import AutoencoderSettings, Recipe, load_image_file
 

@@ -12,18 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional
 
 import numpy as np
 
-
-def _floats(text: Optional[str], what: str) -> Optional[np.ndarray]:
-    if text is None:
-        return None
-    try:
-        return np.array([float(v) for v in text.split(",")], np.float32)
-    except ValueError:
-        raise ValueError(f"{what} must be comma-separated numbers, got {text!r}") from None
+from adasym_jax.cli_args import add_set_argument, apply_overrides, parse_numbers
 
 
 def register(subparsers) -> None:
@@ -45,7 +37,7 @@ def register(subparsers) -> None:
     p.add_argument("--abc", action="store_true", help="reference samples by D.4's rejection ABC instead of the exact posterior")
     p.add_argument("--no-mlp-c2st", action="store_true", help="skip the SBI-benchmark (MLP, 5-fold) C2ST")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the simulations and reference samples")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="TrainConfig overrides, e.g. lr_flow=1e-3")
+    add_set_argument(p, "set", "TrainConfig overrides, one or more per flag, repeatable (e.g. --set lr_flow=1e-3 ebm_blocks=3)")
     p.set_defaults(func=cmd_sbi)
 
 
@@ -72,10 +64,9 @@ def cmd_sbi(args: argparse.Namespace) -> int:
         raise ValueError("give exactly one of --task NAME or --pairs FILE")
     if args.seeds < 1 or args.steps < 1 or args.eval_every < 1 or args.num_simulations < 2:
         raise ValueError("--seeds, --steps, --eval-every must be >= 1 and --num-simulations >= 2")
-    observation = _floats(args.observation, "--observation")
+    observation = parse_numbers(args.observation, "--observation")
     import jax.numpy as jnp
 
-    from adasym_jax.config import parse_override
     from adasym_jax.sbi.conditional import DEFAULT_ZETA_PER_CONDITION
     from adasym_jax.sbi.run import sbi_config, train_sbi, write_run
     from adasym_jax.sbi.tasks import SBITask, get_task, load_pairs, validate_observation, validate_task
@@ -98,8 +89,7 @@ def cmd_sbi(args: argparse.Namespace) -> int:
     if observation is not None:
         validate_observation(task, observation)
     config = sbi_config(task, args.method)
-    for o in args.set:
-        config = parse_override(o, config)
+    config = apply_overrides(config, args.set)
     config = config.replace(method=args.method)
     k = args.zeta_per_condition or DEFAULT_ZETA_PER_CONDITION
     from adasym_jax.runner import NonFiniteError

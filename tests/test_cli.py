@@ -13,15 +13,14 @@ import pytest
 from adasym_jax import cli
 from adasym_jax.data import load_dataset
 
+# Several KEY=VALUE pairs in one --set and a repeated --set: both forms must be applied.
 TINY = [
-    "--set", "ebm_blocks=1",
-    "--set", "ebm_hidden=8",
-    "--set", "num_transforms=2",
-    "--set", "num_bins=4",
+    "--set", "ebm_blocks=1", "ebm_hidden=8", "num_transforms=2", "num_bins=4",
     "--set", "flow_hidden=8",
-    "--set", "num_zeta_samples=32",
-    "--set", "eval_zeta_samples=64",
+    "--set", "num_zeta_samples=32", "eval_zeta_samples=64",
 ]  # fmt: skip
+TINY_CONFIG = {"ebm_blocks": 1, "ebm_hidden": 8, "num_transforms": 2, "num_bins": 4, "flow_hidden": [8],
+               "num_zeta_samples": 32, "eval_zeta_samples": 64}  # fmt: skip
 # The same tiny model, data and steps as the notebook's test: the compiled programs are shared
 # through the persistent cache.
 SMALL_DATA = ["--dataset", "moons", "--n-train", "64", "--n-test", "32"]
@@ -58,7 +57,8 @@ def test_train_writes_the_results_contract(run_dir):
     np.testing.assert_allclose(m["last_test_nll_p"], p[:, -1])
     assert m["steps_per_second"] > 0 and m["compile_seconds"] > 0
     cfg = json.loads((run_dir / "config.json").read_text())
-    assert cfg["config"]["ebm_blocks"] == 1 and cfg["run"]["dataset"] == "moons"
+    assert {k: cfg["config"][k] for k in TINY_CONFIG} == TINY_CONFIG  # every pair of every --set
+    assert cfg["run"]["dataset"] == "moons"
     assert (run_dir / "checkpoint.json").is_file()
     assert (run_dir / "density.png").stat().st_size > 1000
     assert (run_dir / "curves.png").stat().st_size > 1000
@@ -223,6 +223,11 @@ def test_sample_conditional_run_with_context(tmp_path, capsys):
     assert cli.main(["sample", "--run", str(tmp_path / "cond"), "--num", "4", "--context", "0.5,-1", "--out", str(out)]) == 0
     s = np.load(out)
     assert s.shape == (2, 4, 3) and np.all(np.isfinite(s))
+    # A condition whose first number is negative, written as two tokens or joined by "=".
+    neg, joined = tmp_path / "neg.npy", tmp_path / "joined.npy"
+    assert cli.main(["sample", "--run", str(tmp_path / "cond"), "--num", "4", "--context", "-0.5,1", "--out", str(neg)]) == 0
+    assert cli.main(["sample", "--run", str(tmp_path / "cond"), "--num", "4", "--context=-0.5,1", "--out", str(joined)]) == 0
+    np.testing.assert_array_equal(np.load(neg), np.load(joined))
     code = cli.main(["sample", "--run", str(tmp_path / "cond"), "--num", "4", "--out", str(tmp_path / "x.npy")])
     assert "context" in _one_line_error(capsys, code)
     code = cli.main(["sample", "--run", str(tmp_path / "cond"), "--num", "4", "--context", "1,2,3", "--out", str(tmp_path / "x.npy")])
@@ -250,3 +255,55 @@ def test_standardized_runs_report_densities_and_samples_in_data_units(run_dir):
     key = jax.random.PRNGKey(3)
     z = sample_run(run, 4, key)
     np.testing.assert_allclose(sample_run(scaled, 4, key), z * np.array([2.0, 3.0]) + np.array([1.0, -0.5]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--out", "r"],
+        ["sbi", "--task", "two_moons", "--out", "r"],
+        ["latent", "--dataset", "digits", "--out", "r"],
+    ],
+)
+def test_set_takes_several_pairs_per_flag_in_every_subcommand(argv):
+    args = cli.build_parser().parse_args([*argv, "--set", "lr_flow=1e-3", "ebm_blocks=2", "--set", "num_bins=4"])
+    assert getattr(args, "set" if argv[0] == "sbi" else "overrides") == ["lr_flow=1e-3", "ebm_blocks=2", "num_bins=4"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["train", "--dataset", "moons"],
+        ["sbi", "--task", "two_moons"],
+        ["latent", "--dataset", "digits"],
+    ],
+)
+def test_unknown_set_key_suggests_the_closest_field(argv, tmp_path, capsys):
+    out = tmp_path / "r"
+    code = cli.main([*argv, "--out", str(out), "--set", "num_bins=4", "lr_flw=1e-3"])
+    err = _one_line_error(capsys, code)
+    assert code == 1
+    assert "unknown config key 'lr_flw'" in err and "did you mean 'lr_flow'" in err
+    assert not out.exists()
+
+
+def test_unknown_set_key_without_a_close_field(tmp_path, capsys):
+    code = cli.main(["train", "--dataset", "moons", "--out", str(tmp_path / "r"), "--set", "zzzzqqq=1"])
+    err = _one_line_error(capsys, code)
+    assert "unknown config key 'zzzzqqq'" in err and "did you mean" not in err
+
+
+def test_number_list_options_accept_a_leading_minus():
+    from adasym_jax.cli_args import join_negative_values
+
+    argv = ["sample", "--run", "r", "--context", "-0.64,0.16", "--num", "-3", "--out", "-o.npy"]
+    # only --context is joined; a negative --num stays an argparse matter
+    assert join_negative_values(argv) == ["sample", "--run", "r", "--context=-0.64,0.16", "--num", "-3", "--out", "-o.npy"]
+    assert join_negative_values(["--context", "--num"]) == ["--context", "--num"]  # not a number list
+    assert join_negative_values(["--", "--context", "-1,2"]) == ["--", "--context", "-1,2"]
+    parser = cli.build_parser()
+    args = parser.parse_args(join_negative_values(["sbi", "--task", "two_moons", "--observation", "-.5,1e-3", "--out", "r"]))
+    assert args.observation == "-.5,1e-3"
+    with pytest.raises(cli.UsageError, match="expected one argument"):
+        parser.parse_args(["sample", "--run", "r", "--num", "1", "--out", "o", "--context", "-0.64,0.16"])
+
