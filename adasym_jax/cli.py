@@ -35,15 +35,39 @@ DEFAULTS = {"method": "adasym", "seeds": "5", "steps": 1000, "eval_every": 100}
 PREVIEW_ROWS = 5000
 
 
+EXIT_CODES = (
+    "Errors are one line on stderr, 'adasym: error: ...'. Exit codes: 0 success; 1 bad input or a "
+    "failure in the library (unreadable file, bad value, not a run folder); 2 bad usage (unknown or "
+    "missing options, bad option values); 3 training diverged (the last good checkpoint is saved); "
+    "130 interrupted."
+)
+
+
 class UsageError(ValueError):
     """Bad command-line usage (exit code 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of printing usage and exiting, so errors stay one line."""
+    """argparse that raises instead of printing usage and exiting, so errors stay one line
+    ("adasym: error: ...", as for every other error); every parser's ``--help`` ends with
+    :data:`EXIT_CODES`."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("epilog", EXIT_CODES)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401 - argparse API
-        raise UsageError(f"{self.prog}: error: {message}")
+        command = self.prog[len("adasym"):].strip() if self.prog.startswith("adasym") else self.prog
+        where = f"{command}: " if command else ""
+        raise UsageError(f"adasym: error: {where}{message} (see `{self.prog} --help`)")
+
+
+def _usage_line(err: Exception) -> str:
+    """A :class:`UsageError`'s message as one 'adasym: error: ...' line."""
+    import re
+
+    msg = str(err).strip().splitlines()[0] if str(err).strip() else "bad usage"
+    return "adasym: error: " + re.sub(r"^adasym(?: [\w-]+)*: error: ", "", msg)
 
 
 # --------------------------------------------------------------------------------------
@@ -61,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--data", help="training array, shape (n, dim): .npy, .npz[:key] (a 'test' array in it is the test set) or a numeric .csv/.tsv/.txt table (a header row is skipped)")
     t.add_argument("--test-data", help="test array of the same dim (default: the built-in test split, the 'test' array of a --data .npz, or a held-out part of --data)")
     t.add_argument("--test-fraction", type=float, default=0.1, help="with --data and no --test-data: fraction held out for testing (default 0.1; 0 tests on the training data)")
-    t.add_argument("--method", help="adasym (default), nf, weighted or wgan")
+    from adasym_jax.config import METHODS  # light: no JAX import
+
+    t.add_argument("--method", choices=METHODS, help="adasym (default), nf (maximum likelihood), weighted (P-W) or wgan")
     t.add_argument("--steps", type=int, help="total training steps (default 1000; demo 300)")
     t.add_argument("--seeds", help="'5' = seeds 0-4; '2,7' = exactly those (default 5; demo 2)")
     t.add_argument("--out", required=True, help="run folder to create")
@@ -611,7 +637,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser = build_parser()
         args = parser.parse_args(join_negative_values(argv))
     except UsageError as err:
-        print(f"{err}", file=sys.stderr)
+        print(_usage_line(err), file=sys.stderr)
         return 2
     except SystemExit as err:  # --help
         return int(err.code or 0)
@@ -627,7 +653,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         code = args.func(args)
     except UsageError as err:
-        print(f"{err}", file=sys.stderr)
+        print(_usage_line(err), file=sys.stderr)
         return 2
     except (ValueError, OSError) as err:
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -234,7 +234,9 @@ def train_sbi(
         eval_steps.append(done)
         last_samples = smp
         if progress:
-            print(f"[{task.name} {method} N={num_simulations}] step {done}: C2ST {np.round(scores, 3).tolist()} val NLL {np.round(np.asarray(val), 3).tolist()}", flush=True)
+            c2st_text = ", ".join(f"{v:.3f}" for v in scores)
+            val_text = ", ".join(f"{v:.4g}" for v in np.asarray(val, np.float64))
+            print(f"[{task.name} {method} N={num_simulations}] step {done}: C2ST [{c2st_text}] val NLL [{val_text}]", flush=True)
 
     c2st = {"paper": {"best": best, "last": np.asarray(c2st_curve[-1]), "curve": np.stack(c2st_curve, axis=1)}}
     if mlp_c2st:
