@@ -16,7 +16,6 @@ from typing import NamedTuple
 import numpy as np
 
 NUM_LEVELS = 17  # pixel values 0..16
-IMAGE_SHAPE = (8, 8, 1)
 
 
 class DigitsSplit(NamedTuple):

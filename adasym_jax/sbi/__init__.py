@@ -14,7 +14,7 @@ from adasym_jax.sbi.conditional import (
     conditional_psi_surrogate,
     make_conditional_step,
 )
-from adasym_jax.sbi.langevin import langevin, sample_q, sample_q_seeds
+from adasym_jax.sbi.langevin import langevin
 from adasym_jax.sbi.run import SBIResult, reference_samples, sbi_config, train_sbi, write_run
 from adasym_jax.sbi.tasks import (
     TASKS,
@@ -41,8 +41,6 @@ __all__ = [
     "make_conditional_step",
     "reference_samples",
     "rejection_abc",
-    "sample_q",
-    "sample_q_seeds",
     "sbi_config",
     "simulate_dataset",
     "train_sbi",

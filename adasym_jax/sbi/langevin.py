@@ -2,8 +2,8 @@
 
   x_k = x_{k−1} + s ∇_x log q̃_ψ(x_{k−1} | u) + √(2s) z_{k−1},   z ~ N(0, I),
 
-with the paper's 2000 steps of size s = 1e-4. Everything is one ``lax.scan``; the seed axis
-of a stacked train state is handled by ``vmap`` (:func:`sample_q_seeds`).
+with the paper's 2000 steps of size s = 1e-4, as one ``lax.scan``. ``adasym sample --model q``
+(:func:`adasym_jax.results.sample_run`) starts it from p_θ samples for every seed.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import flax.linen as nn
 import jax
 
 from adasym_jax.langevin import langevin as run_langevin
-from adasym_jax.runner import tuned_jit
-from adasym_jax.state import TrainState
 
 Array = jax.Array
 
@@ -38,41 +36,3 @@ def langevin(
     or ``None``. Pure and jit/vmap-able (``num_steps`` must be static).
     """
     return run_langevin(lambda x: ebm.apply(variables, x, context), x0, key, num_steps, step_size)
-
-
-def sample_q(
-    flow: nn.Module,
-    ebm: nn.Module,
-    state: TrainState,
-    key: Array,
-    num: int,
-    context: Optional[Array] = None,
-    num_steps: int = LANGEVIN_STEPS,
-    step_size: float = LANGEVIN_STEP_SIZE,
-) -> Array:
-    """``num`` samples ``(num, d)`` of q_ψ(· | context) for one seed's ``state``: p_θ samples
-    refined by :func:`langevin`."""
-    k_init, k_run = jax.random.split(key)
-    x0 = flow.apply({"params": state.flow_params}, k_init, num, context, method="sample")
-    variables = {"params": state.ebm_params, "spectral": state.ebm_stats}
-    return langevin(ebm, variables, k_run, jax.lax.stop_gradient(x0), context, num_steps, step_size)
-
-
-def sample_q_seeds(
-    flow: nn.Module,
-    ebm: nn.Module,
-    state: TrainState,
-    key: Array,
-    num: int,
-    context: Optional[Array] = None,
-    num_steps: int = LANGEVIN_STEPS,
-    step_size: float = LANGEVIN_STEP_SIZE,
-) -> Array:
-    """:func:`sample_q` for every seed of a stacked ``state``: ``(num_seeds, num, d)``, jitted."""
-    num_seeds = jax.tree.leaves(state.flow_params)[0].shape[0]
-    keys = jax.random.split(key, num_seeds)
-
-    def one(s, k):
-        return sample_q(flow, ebm, s, k, num, context, num_steps, step_size)
-
-    return tuned_jit(jax.vmap(one))(state, keys)

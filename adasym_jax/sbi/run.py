@@ -21,10 +21,11 @@ import numpy as np
 
 from adasym_jax.checkpoint import Standardization, save_checkpoint
 from adasym_jax.config import TrainConfig
-from adasym_jax.runner import Trainer, raise_if_nonfinite, seed_list, tuned_jit
+from adasym_jax.jit import tuned_jit
+from adasym_jax.runner import Trainer, raise_if_nonfinite, seed_list
 from adasym_jax.sbi.c2st import c2st_mlp, c2st_paper
 from adasym_jax.sbi.conditional import DEFAULT_ZETA_PER_CONDITION, make_conditional_step
-from adasym_jax.sbi.tasks import SBITask, rejection_abc, simulate_dataset, validate_observation, validate_task
+from adasym_jax.sbi.tasks import SBITask, rejection_abc, simulate_dataset, validate_observation
 from adasym_jax.state import TrainState
 
 METHODS = ("adasym", "nf")
@@ -322,9 +323,3 @@ def write_run(result: SBIResult, out: str) -> Path:
     (d / "metrics.json").write_text(json.dumps(metrics_dict(result), indent=2, allow_nan=False))
     (d / "config.json").write_text(json.dumps(_jsonable({"config": result.config.to_dict(), "run": result.settings}), indent=2))
     return d
-
-
-def check_inputs(task: SBITask, observation=None) -> np.ndarray:
-    """Validate a task's simulator and an observation before any training; returns u₀."""
-    validate_task(task)
-    return validate_observation(task, task.observation if observation is None else observation)
