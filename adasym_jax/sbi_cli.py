@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from adasym_jax.cli_args import add_set_argument, apply_overrides, parse_numbers
+from adasym_jax.cli_args import add_set_argument, apply_overrides, parse_numbers, parse_seeds
 
 
 def register(subparsers) -> None:
@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("--reference", help="with --pairs: .npy of reference posterior samples at --observation")
     p.add_argument("--num-simulations", type=int, default=1000, help="simulation budget N (built-in tasks)")
     p.add_argument("--method", choices=("adasym", "nf"), default="adasym", help="adasym (B.6 dual) or nf (NPE)")
-    p.add_argument("--seeds", type=int, default=5, help="number of seeds, trained at once (vmap)")
+    p.add_argument("--seeds", default="5", help="'5' = seeds 0-4; '2,7' = exactly those; trained at once (vmap; default 5)")
     p.add_argument("--out", required=True, help="output run folder")
     p.add_argument("--observation", help="u0 as comma-separated numbers (default: D.4's u0 of the task)")
     p.add_argument("--steps", type=int, default=2000, help="training steps")
@@ -62,8 +62,9 @@ def cmd_sbi(args: argparse.Namespace) -> int:
     """Handler: validate everything, train, write ``metrics.json`` and the checkpoint."""
     if (args.task is None) == (args.pairs is None):
         raise ValueError("give exactly one of --task NAME or --pairs FILE")
-    if args.seeds < 1 or args.steps < 1 or args.eval_every < 1 or args.num_simulations < 2:
-        raise ValueError("--seeds, --steps, --eval-every must be >= 1 and --num-simulations >= 2")
+    seeds = parse_seeds(args.seeds)  # the format of `adasym train --seeds`
+    if args.steps < 1 or args.eval_every < 1 or args.num_simulations < 2:
+        raise ValueError("--steps, --eval-every must be >= 1 and --num-simulations >= 2")
     observation = parse_numbers(args.observation, "--observation")
     import jax.numpy as jnp
 
@@ -96,7 +97,7 @@ def cmd_sbi(args: argparse.Namespace) -> int:
 
     try:
         result = train_sbi(
-            task, args.num_simulations, args.method, seeds=args.seeds, steps=args.steps, eval_every=args.eval_every,
+            task, args.num_simulations, args.method, seeds=seeds, steps=args.steps, eval_every=args.eval_every,
             observation=observation, reference="abc" if args.abc else "exact", zeta_per_condition=k,
             data_seed=args.data_seed, mlp_c2st=not args.no_mlp_c2st, config=config, data=data,
             reference_draws=reference, progress=True,
