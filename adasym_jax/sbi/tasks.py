@@ -190,7 +190,9 @@ def rejection_abc(
 ) -> np.ndarray:
     """D.4's reference protocol: draw β from the prior, simulate, keep the first ``num`` with
     ‖u − u₀‖₂ < ``tolerance``. Returns ``(num, param_dim)``. Approximate: the result is the
-    posterior given u within the tolerance ball, which tends to π(β | u₀) as it shrinks."""
+    posterior given u within the tolerance ball, which tends to π(β | u₀) as it shrinks. D.4
+    leaves the tolerance open; the built-in tasks default to exact samplers instead
+    (docs/decisions.md, section 8)."""
     u0 = jnp.asarray(validate_observation(task, observation))
 
     def draw(key: Array, n: int):
