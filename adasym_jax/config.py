@@ -10,26 +10,40 @@ METHODS = ("adasym", "nf", "weighted", "wgan")
 REVERSE_GRADS = ("score", "pathwise")
 ZETA_GRADS = ("batch", "importance")
 DUAL_OPTIMIZERS = ("sgd", "adam")
+FLOWS = ("autoregressive", "coupling")
+THETA_BASELINES = ("auto", "loo", "log_zeta", "none")
+
+#: Fields added after the first release, with the value that reproduces a run saved before them
+#: (used by :meth:`TrainConfig.from_dict` when a saved config lacks the key).
+LEGACY_VALUES = {"flow": "coupling", "theta_baseline": "none", "ebm_base_scale": None}
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Every static setting of a run. Arrays live in the train state; this stays hashable.
 
-    Model (C.1, D.1): ``num_transforms``, ``num_bins``, ``flow_hidden``, ``bound`` for p_θ;
-    ``ebm_hidden``, ``ebm_blocks``, ``film_layers``, ``temperature`` (B.8) for q_ψ;
-    ``context_dim`` > 0 makes both conditional.
+    Model (C.1, D.1): ``flow`` is ``"autoregressive"`` (MADE conditioners with alternating
+    orders: zuko's NSF, the paper's flow; every layer splines every coordinate) or
+    ``"coupling"`` (half the coordinates per layer: half the splines); ``num_transforms``,
+    ``num_bins``, ``flow_hidden``, ``bound`` for p_θ; ``ebm_hidden``, ``ebm_blocks``,
+    ``film_layers``, ``temperature`` (B.8) for q_ψ; ``ebm_base_scale`` σ (not in the paper;
+    ``None`` off) adds −‖x‖²/(2σ²) to f_ψ so that ζ is finite; ``context_dim`` > 0 makes both
+    conditional.
 
     Objective (B.1–B.8): ``num_zeta_samples`` M for ζ̂ (eq. (12)); ``eps_zeta`` ε_ζ;
     ``negative_nll`` uses the B.7 relaxation for the two NLL constraints; ``reverse_grad`` is
     ``"score"`` (eq. (18), the paper) or ``"pathwise"`` (through the sampling path);
     ``zeta_grad`` is ``"batch"`` (∇ζ from the reverse-KL samples, eq. (15)) or
     ``"importance"`` (∇ζ from the M samples, eq. (14)); ``num_reverse_samples`` N of flow
-    samples y per step (``None``: the batch size).
+    samples y per step (``None``: the batch size). ``theta_baseline`` is the constant taken
+    from eq. (18)'s weight log p_θ(y) − log q̃_ψ(y) (unbiased, lower variance; docs/decisions.md):
+    ``"loo"`` the leave-one-out mean of the other samples' weights, ``"log_zeta"`` minus
+    log ζ̂ (per condition u_i under B.6), ``"auto"`` (default) ``"loo"`` for unconditional
+    and ``"log_zeta"`` for conditional models, ``"none"`` the paper's weight verbatim.
 
     Optimization (C.3, D.1): Adam with ``adam_b1``, ``adam_b2`` for θ (``lr_flow``) and ψ
-    (``lr_ebm``); multipliers by ``dual_optimizer`` (``"sgd"``: projected ascent of
-    Algorithm 1; ``"adam"``) with ``lr_dual`` for fw/rv/prx and ``lr_dual_zeta`` for the ζ
+    (``lr_ebm``); multipliers by ``dual_optimizer`` (``"adam"``, default: Adam with the same
+    β, Algorithm 3's single optimizer step; ``"sgd"``: projected ascent of Algorithm 1) with ``lr_dual`` for fw/rv/prx and ``lr_dual_zeta`` for the ζ
     pair; initial values ``lambda_init`` and ``lambda_zeta_init``. ``batch_size`` ``None`` is
     full batch. ``method`` picks the step: ``adasym`` (dual), ``nf`` (maximum likelihood),
     ``weighted`` (P-W with fixed ``weights`` (fw, rv, prx)), ``wgan`` (WGAN-GP with
@@ -38,6 +52,7 @@ class TrainConfig:
 
     method: str = "adasym"
     # models
+    flow: str = "autoregressive"
     num_transforms: int = 5
     num_bins: int = 8
     flow_hidden: tuple[int, ...] = (64, 64)
@@ -46,6 +61,7 @@ class TrainConfig:
     ebm_blocks: int = 6
     film_layers: int = 2
     temperature: float = 1.0
+    ebm_base_scale: Optional[float] = None
     context_dim: int = 0
     # objective
     num_zeta_samples: int = 1000
@@ -54,6 +70,7 @@ class TrainConfig:
     reverse_grad: str = "score"
     zeta_grad: str = "batch"
     num_reverse_samples: Optional[int] = None
+    theta_baseline: str = "auto"
     # optimization
     lr_flow: float = 1e-3
     lr_ebm: float = 1e-4
@@ -61,7 +78,7 @@ class TrainConfig:
     lr_dual_zeta: float = 1e-3
     adam_b1: float = 0.0
     adam_b2: float = 0.9
-    dual_optimizer: str = "sgd"
+    dual_optimizer: str = "adam"
     lambda_init: float = 0.01
     lambda_zeta_init: float = 0.0
     lambda_floor: float = 1e-6
@@ -80,6 +97,10 @@ class TrainConfig:
         _check_choice("reverse_grad", self.reverse_grad, REVERSE_GRADS)
         _check_choice("zeta_grad", self.zeta_grad, ZETA_GRADS)
         _check_choice("dual_optimizer", self.dual_optimizer, DUAL_OPTIMIZERS)
+        _check_choice("flow", self.flow, FLOWS)
+        _check_choice("theta_baseline", self.theta_baseline, THETA_BASELINES)
+        if self.ebm_base_scale is not None and not (isinstance(self.ebm_base_scale, (int, float)) and 0 < self.ebm_base_scale < float("inf")):
+            raise ValueError(f"ebm_base_scale must be None or a finite number > 0, got {self.ebm_base_scale!r}")
         for name in ("num_transforms", "num_bins", "ebm_hidden", "num_zeta_samples", "eval_zeta_samples", "critic_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -135,7 +156,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        return cls().replace(**d)
+        """The config a saved ``to_dict()`` describes. Keys it lacks that were added after the
+        first release take their :data:`LEGACY_VALUES` (what such a run used) when ``d`` names
+        every older field (a saved config); otherwise the defaults."""
+        saved = set(d) >= {f.name for f in dataclasses.fields(cls)} - set(LEGACY_VALUES)
+        legacy = {k: v for k, v in LEGACY_VALUES.items() if saved and k not in d}
+        return cls().replace(**legacy, **d)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -164,7 +190,8 @@ def parse_override(text: str, config: TrainConfig) -> TrainConfig:
         elif isinstance(current, tuple):
             value = tuple(type(current[0])(v) for v in raw.split(",")) if current else tuple(raw.split(","))
         elif current is None:
-            value = None if raw.lower() == "none" else int(raw)
+            kind = float if "float" in str(fields[key].type) else int
+            value = None if raw.lower() == "none" else kind(raw)
         elif isinstance(current, int):
             value = None if raw.lower() == "none" else int(raw)
         elif isinstance(current, float):

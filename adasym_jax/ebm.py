@@ -118,6 +118,9 @@ class ResidualEBM(nn.Module):
       context_dim: size of the conditioning vector; 0 for an unconditional EBM.
       film_layers: depth of the MLPs producing γ(c) and β(c).
       temperature: T of Appendix B.8; the module returns f_ψ / T.
+      base_scale: σ of an optional decaying base term (not in the paper): f_ψ(x) becomes
+        MLP(x) − ‖x‖² / (2σ²). The MLP grows at most linearly (spectral norm), so exp f_ψ is
+        then integrable and ζ finite; ``None`` (default) is the paper's EBM.
 
     ``__call__(x (n, d), context (n, k) | (1, k) | None) -> (n,)`` log q̃_ψ(x).
     """
@@ -127,6 +130,7 @@ class ResidualEBM(nn.Module):
     context_dim: int = 0
     film_layers: int = 2
     temperature: float = 1.0
+    base_scale: Optional[float] = None
 
     @nn.compact
     def __call__(self, x: Array, context: Optional[Array] = None, update_stats: bool = False) -> Array:
@@ -143,4 +147,6 @@ class ResidualEBM(nn.Module):
         for _ in range(self.num_blocks):
             h = _ResidualBlock(self.hidden, self.film_layers)(h, context, update_stats)
         f = nn.Dense(1)(h)[..., 0]
+        if self.base_scale is not None:
+            f = f - jnp.sum(x * x, axis=-1) / (2.0 * self.base_scale**2)
         return f / self.temperature

@@ -13,7 +13,7 @@ Multipliers are a dict with keys ``fw`` (forward NLL), ``rv`` (reverse KL), ``pr
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Optional
 
 import jax
 import jax.numpy as jnp
@@ -120,21 +120,39 @@ def lagrangian(
     return total
 
 
+def leave_one_out_mean(w: Array) -> Array:
+    """b_i = mean_{j≠i} w_j over the last axis ``(..., N) -> (..., N)`` (zeros for N = 1).
+
+    As a baseline for sample i of a score-function estimator it does not depend on sample i,
+    so subtracting it leaves the estimator unbiased (E[b_i ∇ log p(y_i)] = E[b_i] E[∇ log p] = 0).
+    """
+    n = w.shape[-1]
+    if n == 1:
+        return jnp.zeros_like(w)
+    return (jnp.sum(w, axis=-1, keepdims=True) - w) / (n - 1)
+
+
 def theta_surrogate_score(
     log_p_x: Array,
     log_p_y: Array,
     log_q_y: Array,
     lambdas: Mapping[str, Array],
     temperature: float = 1.0,
+    baseline: Optional[Array] = None,
 ) -> Array:
     """Surrogate loss for θ whose gradient is eq. (18) (score-function reverse KL).
 
     ``log_p_x`` and ``log_p_y`` must depend on θ (``log_p_y`` evaluated at samples y that
     carry no gradient); ``log_q_y`` is treated as a constant. The gradient is
-      mean_i[−λ_fw ∇ log p(x_i)] + mean_i[λ_rv T (log p(y_i) − log q̃(y_i)) ∇ log p(y_i)].
+      mean_i[−λ_fw ∇ log p(x_i)] + mean_i[λ_rv T (log p(y_i) − log q̃(y_i) − b_i) ∇ log p(y_i)],
+    with ``baseline`` b (scalar or ``(N,)``, no gradient) 0 by default: eq. (18) verbatim.
+    Any b_i independent of y_i keeps it unbiased (E ∇ log p = 0); a good one (the other
+    samples' mean weight, or −log ζ̂ per condition) removes most of its variance.
     """
     lam_fw, lam_rv = sg(lambdas["fw"]), sg(lambdas["rv"])
     weight = sg(log_p_y - log_q_y)
+    if baseline is not None:
+        weight = weight - sg(baseline)
     return -lam_fw * jnp.mean(log_p_x) + lam_rv * temperature * jnp.mean(weight * log_p_y)
 
 

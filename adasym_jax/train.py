@@ -98,7 +98,8 @@ def make_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> Step
         )
 
         g_theta, log_p_x, log_p_y = theta_gradient(
-            config, flow, ebm, theta, {"params": psi, "spectral": stats}, lam, x, ctx, y, ctx_y, log_q_y, k_y
+            config, flow, ebm, theta, {"params": psi, "spectral": stats}, lam, x, ctx, y, ctx_y, log_q_y, k_y,
+            log_p_y_sampled=log_p_y_s, log_zeta_y=log_zeta,
         )
 
         values = obj.constraint_values(log_p_x, log_q_x, log_p_y, log_q_y, log_zeta, T)
@@ -168,6 +169,32 @@ def psi_gradient(
     return g_psi, sg(log_q_x), sg(log_q_y)
 
 
+def theta_baseline_mode(config: TrainConfig) -> str:
+    """The θ-weight baseline ``config.theta_baseline`` resolves to: ``"auto"`` is ``"loo"`` for
+    unconditional models and ``"log_zeta"`` (per-condition log ζ̂(u_i), B.6) for conditional ones."""
+    if config.theta_baseline == "auto":
+        return "log_zeta" if config.context_dim > 0 else "loo"
+    return config.theta_baseline
+
+
+def score_baseline(config: TrainConfig, log_p_y: Array, log_q_y: Array, log_zeta_y: Optional[Array]) -> Optional[Array]:
+    """Baseline b subtracted from eq. (18)'s weight log p_θ(y_i) − log q̃_ψ(y_i) (no gradient).
+
+    ``"loo"``: the leave-one-out mean of the other samples' weights; ``"log_zeta"``:
+    −log ζ̂ (``log_zeta_y``: a scalar, or ``(N,)``, the estimate at each sample's condition,
+    from the ζ samples, never from y_i itself), which turns the weight into the log-ratio
+    log p_θ(y_i) − log q_ψ(y_i); ``"none"``: ``None`` (eq. (18) verbatim). All are unbiased.
+    """
+    mode = theta_baseline_mode(config)
+    if mode == "none":
+        return None
+    if mode == "loo":
+        return obj.leave_one_out_mean(sg(log_p_y - log_q_y))
+    if log_zeta_y is None:
+        raise ValueError("theta_baseline='log_zeta' needs the step's log ζ̂ (log_zeta_y)")
+    return -sg(log_zeta_y)
+
+
 def theta_gradient(
     config: TrainConfig,
     flow: nn.Module,
@@ -181,21 +208,31 @@ def theta_gradient(
     ctx_y: Optional[Array],
     log_q_y: Array,
     key_y: Array,
+    *,
+    log_p_y_sampled: Optional[Array] = None,
+    log_zeta_y: Optional[Array] = None,
 ):
     """∇θ of the θ surrogate (eq. (18), or pathwise when ``config.reverse_grad == "pathwise"``).
 
     ``x (n, dim)`` data with ``ctx``; ``y (N, dim)`` the reverse-KL samples drawn with ``key_y``
     (no gradient) with ``ctx_y`` and ``log_q_y (N,)`` the EBM there. The pathwise form redraws y
-    from ``key_y`` along θ's sampling path, with ψ (``ebm_vars``) held fixed. Returns
+    from ``key_y`` along θ's sampling path, with ψ (``ebm_vars``) held fixed. The score form
+    subtracts :func:`score_baseline` from its weights, built from ``log_p_y_sampled (N,)``
+    (log p_θ(y) returned with the samples) and ``log_zeta_y`` (scalar or ``(N,)``). Returns
     ``(g_theta, log_p_x (n,), log_p_y (N,))``, the log-densities without gradient.
     """
     n, n_rev, T = x.shape[0], y.shape[0], config.temperature
+    baseline = None
+    if config.reverse_grad == "score" and theta_baseline_mode(config) != "none":
+        if log_p_y_sampled is None:
+            log_p_y_sampled = flow.apply({"params": theta}, y, ctx_y, method="log_prob")
+        baseline = score_baseline(config, log_p_y_sampled, log_q_y, log_zeta_y)
 
     def theta_loss(theta_):
         if config.reverse_grad == "score":
             log_p = flow.apply({"params": theta_}, jnp.concatenate([x, y]), _concat(ctx, ctx_y), method="log_prob")
             log_p_x, log_p_y = log_p[:n], log_p[n:]
-            loss = obj.theta_surrogate_score(log_p_x, log_p_y, log_q_y, lambdas, T)
+            loss = obj.theta_surrogate_score(log_p_x, log_p_y, log_q_y, lambdas, T, baseline)
         else:
             log_p_x = flow.apply({"params": theta_}, x, ctx, method="log_prob")
             y_t, log_p_y = flow.apply({"params": theta_}, key_y, n_rev, ctx_y, method="sample_and_log_prob")

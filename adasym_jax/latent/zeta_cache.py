@@ -97,7 +97,8 @@ def make_cached_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module):
         )
 
         g_theta, log_p_x, log_p_y = theta_gradient(
-            config, flow, ebm, theta, {"params": psi, "spectral": stats}, lam, x, None, y, None, log_q_y, k_y
+            config, flow, ebm, theta, {"params": psi, "spectral": stats}, lam, x, None, y, None, log_q_y, k_y,
+            log_p_y_sampled=log_p_y_s, log_zeta_y=log_zeta,
         )
         values = obj.constraint_values(log_p_x, log_q_x, log_p_y, log_q_y, log_zeta, T)
         return primal_dual_update(config, state, key, g_theta, g_psi, stats, values)

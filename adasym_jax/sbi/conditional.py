@@ -113,7 +113,8 @@ def make_conditional_step(
         )
 
         g_theta, log_p_x, log_p_y = theta_gradient(
-            config, flow, ebm, theta, {"params": psi, "spectral": stats}, lam, x, ctx, y, ctx, log_q_y, k_y
+            config, flow, ebm, theta, {"params": psi, "spectral": stats}, lam, x, ctx, y, ctx, log_q_y, k_y,
+            log_p_y_sampled=log_p_y_s, log_zeta_y=log_zeta,
         )
 
         values = conditional_constraint_values(log_p_x, log_q_x, log_p_y, log_q_y, log_zeta, T)
