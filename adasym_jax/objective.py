@@ -78,7 +78,7 @@ def constraint_values(
     """Constraint functions of B.1 (before relaxation), all scalars.
 
     ``fw`` = −mean log p_θ(x); ``rv`` = T·(mean[log p_θ(y) − log q̃_ψ(y)] + log ζ) (eq. (22));
-    ``prx`` = −mean log q̃_ψ(x) + log ζ (the proxy NLL; see DESIGN.md on eq. (19));
+    ``prx`` = −mean log q̃_ψ(x) + log ζ (the proxy NLL; see docs/decisions.md on eq. (19));
     ``zeta_u`` = ζ − 1 − ε_ζ is added by :func:`dual_gradients`; here ``zeta`` = ζ.
     """
     return {

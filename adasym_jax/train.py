@@ -2,13 +2,13 @@
 
 :func:`make_train_step` returns the step of ``config.method``: the dual gradient
 descent–ascent of Algorithm 3 (``adasym``), its fixed-weight penalty twin (``weighted``,
-eq. (P-W)), maximum likelihood (``nf``) or WGAN-GP (``wgan``, in :mod:`adasym_jax.baselines`).
+eq. (P-W)), maximum likelihood (``nf``) or WGAN-GP (``wgan``, in :mod:`adasym_jax.wgan`).
 All share :class:`~adasym_jax.state.TrainState`, so one runner serves every method.
 """
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Optional
 
 import flax.linen as nn
 import jax
@@ -16,30 +16,12 @@ import jax.numpy as jnp
 import optax
 
 from adasym_jax import objective as obj
+from adasym_jax.batch import Batch, StepFn, as_batch  # noqa: F401  (re-exported)
 from adasym_jax.config import TrainConfig
 from adasym_jax.state import TrainState, adam, dual_optimizer
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
-StepFn = Callable[[TrainState, "Batch"], tuple[TrainState, dict]]
-
-
-class Batch(NamedTuple):
-    """One batch: data ``x (n, dim)`` and, for conditional models, ``context (n, context_dim)``."""
-
-    x: Array
-    context: Optional[Array] = None
-
-
-def as_batch(batch) -> Batch:
-    """Accept a :class:`Batch`, an ``(x, context)`` tuple or a bare array ``x``."""
-    if isinstance(batch, Batch):
-        return batch
-    if isinstance(batch, tuple):
-        return Batch(*batch)
-    return Batch(batch)
-
-
 def _take_rows(context: Optional[Array], key: Array, num: int, n: int) -> Optional[Array]:
     """Conditions for ``num`` flow samples: the batch's own rows if ``num == n``, else drawn
     uniformly from the batch (so ζ̂ estimates the mean partition function over conditions)."""
@@ -57,10 +39,6 @@ def _concat(a: Optional[Array], b: Optional[Array]) -> Optional[Array]:
 def _apply_updates(tx: optax.GradientTransformation, grads, opt_state, params):
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
-
-
-def _global_norm(tree) -> Array:
-    return optax.tree.norm(tree)
 
 
 def make_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> StepFn:
@@ -277,8 +255,8 @@ def primal_dual_update(
         "prx_nll": values["prx"],
         "log_zeta": jnp.log(values["zeta"]),
         "lagrangian": obj.lagrangian(values, lam, config.eps_zeta, config.negative_nll),
-        "grad_norm_flow": _global_norm(g_theta),
-        "grad_norm_ebm": _global_norm(g_psi),
+        "grad_norm_flow": optax.tree.norm(g_theta),
+        "grad_norm_ebm": optax.tree.norm(g_psi),
         **{f"lambda_{k}": v for k, v in lam.items()},
         **(extra_metrics or {}),
     }
@@ -314,7 +292,7 @@ def make_mle_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> StepF
 
         nll, g = jax.value_and_grad(loss)(state.flow_params)
         theta, flow_opt = _apply_updates(flow_tx, g, state.flow_opt, state.flow_params)
-        metrics = {"fw_nll": nll, "grad_norm_flow": _global_norm(g)}
+        metrics = {"fw_nll": nll, "grad_norm_flow": optax.tree.norm(g)}
         key, _ = jax.random.split(state.key)  # advance the stream like every other step
         return state.replace(step=state.step + 1, key=key, flow_params=theta, flow_opt=flow_opt), metrics
 
@@ -333,7 +311,7 @@ def make_train_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> Ste
     if config.method == "nf":
         return make_mle_step(config, flow, ebm)
     if config.method == "wgan":
-        from adasym_jax.baselines import make_wgan_step
+        from adasym_jax.wgan import make_wgan_step
 
         return make_wgan_step(config, flow, ebm)
     raise ValueError(f"unknown method {config.method!r}")
