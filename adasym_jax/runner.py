@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +48,22 @@ class NonFiniteError(FloatingPointError):
         self.last_good_state = last_good_state
         self.step = step
         self.quantity = quantity
+
+
+class FitInterrupted(KeyboardInterrupt):
+    """Ctrl-C (``KeyboardInterrupt``) during :func:`fit`, with what was finished.
+
+    ``last_good_state``: the state after the last chunk that finished (the state ``fit``
+    started from if none did); ``step``: its step; ``result``: a :class:`FitResult` of the
+    finished chunks (``None`` if none finished). Being a ``KeyboardInterrupt``, it stops a
+    program that does not catch it, as Ctrl-C always does.
+    """
+
+    def __init__(self, message: str, last_good_state: TrainState, step: int, result: Optional["FitResult"]):
+        super().__init__(message)
+        self.last_good_state = last_good_state
+        self.step = step
+        self.result = result
 
 
 class Trainer:
@@ -250,6 +266,7 @@ def fit(
     state: Optional[TrainState] = None,
     progress: bool = True,
     trainer: Optional[Trainer] = None,
+    on_eval: Optional[Callable[["FitResult"], None]] = None,
 ) -> FitResult:
     """Train ``config.method`` on ``data (n, dim)`` for every seed at once.
 
@@ -257,6 +274,12 @@ def fit(
     needed), evaluating on ``test_data`` (default: ``data``) after each chunk. Stops with
     :class:`NonFiniteError` naming the quantity and step if anything becomes NaN/inf; the
     error carries the last good state. ``state`` resumes a previous run.
+
+    ``on_eval(result)``, if given, is called after each evaluation with a :class:`FitResult`
+    of the chunks finished so far (e.g. to save a checkpoint or update a progress bar).
+    Ctrl-C (``KeyboardInterrupt``, also during compilation or inside ``on_eval``) becomes
+    :class:`FitInterrupted`, carrying the state and the :class:`FitResult` of the last
+    finished chunk.
     """
     check_points(data, None, "data", min_rows=2)
     if config.context_dim:
@@ -273,58 +296,75 @@ def fit(
     start = int(np.asarray(state.step).reshape(-1)[0])
 
     chunks = [eval_every] * (num_steps // eval_every) + ([num_steps % eval_every] if num_steps % eval_every else [])
-    compile_seconds = 0.0
-    compiled = {}
-    for length in sorted(set(chunks)):
-        t0 = time.perf_counter()
-        compiled[length] = trainer.chunk(length, x.shape[0]).lower(state, x, None).compile()
-        compile_seconds += time.perf_counter() - t0
-
-    bar = _progress(num_steps, progress, config.method)
     history: dict[str, list] = {}
     evals: dict[str, list] = {}
     eval_steps: list[int] = []
-    run_seconds, done = 0.0, start
-    for length in chunks:
-        t0 = time.perf_counter()
-        new_state, metrics = compiled[length](state, x, None)
-        metrics = {k: np.asarray(v) for k, v in metrics.items()}
-        run_seconds += time.perf_counter() - t0
-        try:
+    timing = {"run": 0.0, "compile": 0.0}
+    # (state, step, chunks recorded): rebound in one assignment once a chunk is fully recorded,
+    # so an interrupt anywhere sees a consistent last finished chunk.
+    committed = (state, start, 0)
+
+    def result_of(n: int) -> FitResult:
+        good, step, _ = committed
+        return FitResult(
+            trainer=trainer,
+            state=good,
+            seeds=seeds_,
+            history={k: np.concatenate(v[:n], axis=1) for k, v in history.items()},
+            eval_steps=eval_steps[:n],
+            evals={k: np.stack(v[:n], axis=1) for k, v in evals.items()},
+            steps_per_second=(step - start) / max(timing["run"], 1e-9),
+            compile_seconds=timing["compile"],
+        )
+
+    bar = None
+    try:
+        compiled = {}
+        for length in sorted(set(chunks)):
+            t0 = time.perf_counter()
+            compiled[length] = trainer.chunk(length, x.shape[0]).lower(state, x, None).compile()
+            timing["compile"] += time.perf_counter() - t0
+
+        bar = _progress(num_steps, progress, config.method)
+        done = start
+        for length in chunks:
+            t0 = time.perf_counter()
+            new_state, metrics = compiled[length](state, x, None)
+            metrics = {k: np.asarray(v) for k, v in metrics.items()}
+            timing["run"] += time.perf_counter() - t0
             raise_if_nonfinite(metrics, new_state, state, done, length)
-        except NonFiniteError:
+            state, done = new_state, done + length
+            ev = trainer.evaluate(state, test)
+            for k, v in metrics.items():
+                history.setdefault(k, []).append(v)
+            for k, v in ev.items():
+                evals.setdefault(k, []).append(v)
+            eval_steps.append(done)
+            committed = (state, done, len(eval_steps))
             if bar is not None:
-                bar.close()
-            raise
-        state, done = new_state, done + length
-        for k, v in metrics.items():
-            history.setdefault(k, []).append(v)
-        ev = trainer.evaluate(state, test)
-        for k, v in ev.items():
-            evals.setdefault(k, []).append(v)
-        eval_steps.append(done)
+                bar.update(length)
+                bar.set_postfix(test_nll_p=f"{np.mean(ev['test_nll_p']):.3f}")
+            if on_eval is not None:
+                on_eval(result_of(len(eval_steps)))
+    except FitInterrupted:
+        raise
+    except KeyboardInterrupt:
+        good, step, n = committed
+        raise FitInterrupted(
+            f"interrupted; the last finished chunk ended at step {step}", good, step, result_of(n) if n else None
+        ) from None
+    finally:
         if bar is not None:
-            bar.update(length)
-            bar.set_postfix(test_nll_p=f"{np.mean(ev['test_nll_p']):.3f}")
-    if bar is not None:
-        bar.close()
-    return FitResult(
-        trainer=trainer,
-        state=state,
-        seeds=seeds_,
-        history={k: np.concatenate(v, axis=1) for k, v in history.items()},
-        eval_steps=eval_steps,
-        evals={k: np.stack(v, axis=1) for k, v in evals.items()},
-        steps_per_second=(done - start) / max(run_seconds, 1e-9),
-        compile_seconds=compile_seconds,
-    )
+            bar.close()
+    return result_of(len(eval_steps))
 
 
-def _progress(total: int, enabled: bool, desc: str):
+def _progress(total: int, enabled: bool, desc: str, initial: int = 0):
+    """A tqdm bar over ``total`` steps starting at ``initial`` (``None`` if not ``enabled``)."""
     if not enabled:
         return None
     try:
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return None
-    return tqdm(total=total, desc=desc, unit="step", leave=False)
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False)
