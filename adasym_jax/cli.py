@@ -293,7 +293,7 @@ def cmd_train(args) -> int:
 
     from adasym_jax.checkpoint import save_checkpoint
     from adasym_jax.results import CONFIG_FILE, METRICS_FILE, is_run, load_run, metrics_from_fit, write_json
-    from adasym_jax.runner import NonFiniteError, Trainer, fit
+    from adasym_jax.runner import FitInterrupted, NonFiniteError, Trainer, fit
 
     out = Path(args.out)
     for name in ("steps", "eval_every"):
@@ -347,13 +347,19 @@ def cmd_train(args) -> int:
         trainer = Trainer(config, train.shape[1])
         state = trainer.init(seeds)
         done, remaining = 0, settings["steps"]
-    settings["command"] = "adasym " + shlex.join(getattr(args, "argv", ["train"]))
+    command = "adasym " + shlex.join(getattr(args, "argv", ["train"]))
+    if args.resume and settings.get("command"):
+        # the command that started the run stays; each resume is appended
+        settings["resumed_commands"] = [*(settings.get("resumed_commands") or []), command]
+    else:
+        settings["command"] = command
     settings["device"] = _device()
     settings["dim"] = int(train.shape[1])
     x, x_test = _to_model(standardizer, train), _to_model(standardizer, test)
 
     created = not out.exists()
     first_save = [not args.resume]
+    saved_step = [done if args.resume else None]  # the step of the checkpoint on disk
 
     def save(state_, metrics_=None) -> None:
         if first_save[0]:
@@ -368,38 +374,67 @@ def cmd_train(args) -> int:
         write_json(out / CONFIG_FILE, {"config": config.to_dict(), "run": settings})
         if metrics_ is not None:
             write_json(out / METRICS_FILE, metrics_)
+        saved_step[0] = _step_of(state_)
 
-    eval_every = settings["eval_every"]
-    seg = remaining if args.checkpoint_every == 0 else max(eval_every, -(-args.checkpoint_every // eval_every) * eval_every)
-    metrics = previous
-    left = remaining
+    def metrics_of(part):
+        part.seeds = list(seeds)
+        return metrics_from_fit(part, standardizer, previous)
+
+    eval_every, target = settings["eval_every"], settings["steps"]
+    every = 0 if args.checkpoint_every == 0 else max(eval_every, -(-args.checkpoint_every // eval_every) * eval_every)
+    # One bar over the whole run (a resumed run's starts at its step); test NLL in data units.
+    shift = 0.0 if standardizer is None else standardizer.log_det
+    bars = []  # made at the first evaluation, so that compiling does not count in its rate
+    latest = [None]  # FitResult of the last finished chunk
+
+    def on_eval(part) -> None:
+        latest[0] = part
+        step = _step_of(part.state)
+        if not args.quiet and not bars:
+            bars.append(_progress(target, True, settings["method"], initial=done))
+        bar = bars[0] if bars else None
+        if bar is not None:
+            bar.update(step - bar.n)
+            bar.set_postfix(test_nll_p=f"{np.mean(part.evals['test_nll_p'][:, -1]) + shift:.3f}")
+        if every and step < target and step - (done if saved_step[0] is None else saved_step[0]) >= every:
+            save(part.state, metrics_of(part))
+
     try:
-        while left > 0:
-            n = min(seg, left)
-            result = fit(
-                x,
-                config=config,
-                seeds=len(seeds),
-                num_steps=n,
-                eval_every=eval_every,
-                test_data=x_test,
-                state=state,
-                progress=not args.quiet,
-                trainer=trainer,
-            )
-            result.seeds = list(seeds)
-            metrics = metrics_from_fit(result, standardizer, metrics)
-            state, left = result.state, left - n
-            save(state, metrics)
+        result = fit(
+            x,
+            config=config,
+            seeds=len(seeds),
+            num_steps=remaining,
+            eval_every=eval_every,
+            test_data=x_test,
+            state=state,
+            progress=False,
+            trainer=trainer,
+            on_eval=on_eval,
+        )
+        latest[0] = result
+        metrics = metrics_of(result)
+        save(result.state, metrics)
     except NonFiniteError as err:
+        metrics = previous if latest[0] is None else metrics_of(latest[0])
+        for bar in bars:
+            bar.close()
         save(err.last_good_state, metrics)
-        good = int(np.asarray(err.last_good_state.step).reshape(-1)[0])
+        good = _step_of(err.last_good_state)
         print(f"adasym: error: {err} (saved the step-{good} checkpoint to {out})", file=sys.stderr)
         return 3
+    except KeyboardInterrupt as err:
+        part = err.result if isinstance(err, FitInterrupted) and err.result is not None else latest[0]
+        for bar in bars:
+            bar.close()
+        return _save_interrupted(args, out, target, part, saved_step[0], save, metrics_of, created)
     except BaseException:
         if created and not args.resume and out.is_dir() and not is_run(out):
             shutil.rmtree(out, ignore_errors=True)
         raise
+    finally:
+        for bar in bars:
+            bar.close()
 
     if not args.no_plots:
         from adasym_jax.plotting import plot_run
@@ -407,7 +442,75 @@ def cmd_train(args) -> int:
 
         plot_run(_load(out), train[:PREVIEW_ROWS], metrics, out)
     _print_summary(metrics, out)
+    line = zeta_band_line(metrics, config)
+    if line:
+        print(line, file=sys.stderr)
     return 0
+
+
+def _step_of(state) -> int:
+    return int(np.asarray(state.step).reshape(-1)[0])
+
+
+def _progress(total: int, enabled: bool, desc: str, initial: int = 0):
+    from adasym_jax.runner import _progress as bar
+
+    return bar(total, enabled, desc, initial)
+
+
+def resume_command(out: str, steps: int) -> str:
+    """The exact command that continues the run in ``out`` up to ``steps``."""
+    return "adasym " + shlex.join(["train", "--out", str(out), "--resume", "--steps", str(steps)])
+
+
+def _save_interrupted(args, out: Path, target: int, part, on_disk: Optional[int], save, metrics_of, created: bool) -> int:
+    """Ctrl-C in ``train``: save ``part`` (the FitResult of the last finished chunk) unless
+    the checkpoint on disk (at step ``on_disk``, ``None`` if nothing was saved) is as recent;
+    one line on stderr says which step is saved and how to continue. Exit code 130."""
+    step = None if part is None else _step_of(part.state)
+    if step is not None and step != on_disk:
+        save(part.state, metrics_of(part))
+        on_disk = step
+    if on_disk is None:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        print("adasym: interrupted before the first chunk finished; nothing was saved", file=sys.stderr)
+        return 130
+    print(
+        f"adasym: interrupted; saved step {on_disk} of {target} in {out}; continue with: {resume_command(args.out, target)}",
+        file=sys.stderr,
+    )
+    return 130
+
+
+#: log ζ̂ may miss its band by this much (nats) before the end-of-run line reports it (ζ̂ is
+#: an estimate from ``eval_zeta_samples`` flow samples).
+ZETA_BAND_TOL = 0.01
+
+
+def zeta_band(eps_zeta: float) -> tuple[float, float]:
+    """The band [0, log(1 + ε_ζ)] that the constraints 1 ≤ ζ ≤ 1 + ε_ζ ask of log ζ."""
+    return 0.0, float(np.log1p(eps_zeta))
+
+
+def zeta_band_line(metrics: dict[str, Any], config, tol: float = ZETA_BAND_TOL) -> Optional[str]:
+    """One warning line when the last log ζ̂ of some seed lies outside its band by more than
+    ``tol`` (adasym runs, whose constraints ask for the band); ``None`` otherwise."""
+    curve = metrics.get("log_zeta")
+    if config.method != "adasym" or curve is None or len(curve) == 0:
+        return None
+    last = _curve_rows(curve if isinstance(curve, list) else np.asarray(curve).tolist())[:, -1]
+    lo, hi = zeta_band(config.eps_zeta)
+    bad = ~np.isfinite(last) | (last < lo - tol) | (last > hi + tol)
+    if not bad.any():
+        return None
+    seeds = [s for s, b in zip(metrics["seeds"], bad) if b]
+    values = ", ".join(f"{v:.3f}" for v in last[bad])
+    return (
+        f"adasym: warning: log ζ̂ ended outside its band [{lo:g}, {hi:.4f}] = [0, log(1 + ε_ζ)] for seed(s) "
+        f"{', '.join(map(str, seeds))} (log ζ̂ = {values}): exp(f_ψ/T) is not normalized as 1 ≤ ζ ≤ 1 + ε_ζ asks "
+        f"(q̃_ψ divides by ζ̂); train longer or see docs/decisions.md §3 and benchmarks/results/zeta_diagnosis.md"
+    )
 
 
 def _print_summary(metrics: dict[str, Any], out: Path) -> None:
@@ -417,7 +520,10 @@ def _print_summary(metrics: dict[str, Any], out: Path) -> None:
         f"{metrics['method']}: {len(metrics['seeds'])} seeds, step {metrics['final_step']}, "
         f"{metrics['steps_per_second']:.2f} steps/s (compile {metrics['compile_seconds']:.1f} s)"
     )
-    print(f"test NLL of p_θ: best {np.nanmean(best):.4f} ± {np.nanstd(best):.4f}, last {np.nanmean(last):.4f} ± {np.nanstd(last):.4f}")
+    print(
+        f"test NLL of p_θ (nats per point, data units): best {np.nanmean(best):.4f} ± {np.nanstd(best):.4f}, "
+        f"last {np.nanmean(last):.4f} ± {np.nanstd(last):.4f}"
+    )
     print(f"wrote {out}")
 
 

@@ -41,6 +41,55 @@ def grid_points(xlim: Sequence[float], ylim: Sequence[float], res: int = GRID) -
     return np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32), dx * dy
 
 
+def density_figure(
+    data: np.ndarray,
+    log_p: np.ndarray,
+    log_q: Optional[np.ndarray],
+    xlim: Sequence[float],
+    ylim: Sequence[float],
+    seeds: Optional[Sequence[int]] = None,
+    title: str = "",
+    max_rows: int = 5,
+):
+    """The matplotlib figure of :func:`plot_density_maps` (the caller closes it)."""
+    plt = _pyplot()
+    res = int(round(np.sqrt(log_p.shape[1])))
+    _, area = grid_points(xlim, ylim, res)
+    rows = min(log_p.shape[0], max_rows)
+    cols = 3 if log_q is not None else 2
+    aspect = float(np.clip((ylim[1] - ylim[0]) / max(xlim[1] - xlim[0], 1e-9), 0.4, 2.5))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * aspect * rows + 0.8), squeeze=False)
+    xs = np.linspace(xlim[0], xlim[1], res)
+    ys = np.linspace(ylim[0], ylim[1], res)
+    for r in range(rows):
+        label = f"seed {seeds[r]}" if seeds is not None else f"run {r}"
+        ax = axes[r, 0]
+        ax.scatter(data[:, 0], data[:, 1], s=1.5, c="k", alpha=0.5, linewidths=0)
+        ax.set_title(f"data ({len(data)} pts)" if r == 0 else "")
+        ax.set_ylabel(f"{label}\nx₂")
+        panels = [("p_θ", log_p[r])] + ([("q̃_ψ", log_q[r])] if log_q is not None else [])
+        for c, (name, lp) in enumerate(panels, start=1):
+            v = np.exp(np.clip(np.asarray(lp, np.float64), -700, 700)) * area
+            v = np.where(np.isfinite(v), v, 0.0).reshape(res, res)
+            filled = axes[r, c].contourf(xs, ys, v, levels=20, cmap="viridis")
+            bar = fig.colorbar(filled, ax=axes[r, c], fraction=0.046, pad=0.04)
+            bar.set_label("mass per pixel", fontsize=7)
+            bar.ax.tick_params(labelsize=6)
+            axes[r, c].set_title(name if r == 0 else "")
+            axes[r, c].set_ylabel("x₂")
+        for ax in axes[r]:
+            ax.set_xlim(*xlim)
+            ax.set_ylim(*ylim)
+            ax.tick_params(labelsize=7)
+            ax.set_aspect("equal")
+            if r == rows - 1:
+                ax.set_xlabel("x₁")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def plot_density_maps(
     data: np.ndarray,
     log_p: np.ndarray,
@@ -54,40 +103,14 @@ def plot_density_maps(
 ) -> Path:
     """Data beside the density maps of p_θ and q̃_ψ, one row per seed (as in Figure 4b).
 
-    ``log_p``, ``log_q``: ``(seeds, res·res)`` log-densities at :func:`grid_points`; each
-    pixel shows v = exp(log density) · A (D.2), as filled contours. ``log_q`` may be ``None``
-    (NF runs have no proxy).
+    ``log_p``, ``log_q``: ``(seeds, res·res)`` log-densities at :func:`grid_points` of the
+    box ``xlim × ylim``; the axes show these coordinates (the data's, for a run's maps). Each
+    pixel shows v = exp(log density) · A (D.2), the probability mass of the pixel, as filled
+    contours with a colorbar per map. ``log_q`` may be ``None`` (NF runs have no proxy);
+    ``title`` goes above the figure (:func:`plot_run` puts the run's name and step there).
     """
     plt = _pyplot()
-    res = int(round(np.sqrt(log_p.shape[1])))
-    _, area = grid_points(xlim, ylim, res)
-    rows = min(log_p.shape[0], max_rows)
-    cols = 3 if log_q is not None else 2
-    aspect = float(np.clip((ylim[1] - ylim[0]) / max(xlim[1] - xlim[0], 1e-9), 0.4, 2.5))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 3.0 * aspect * rows + 0.6), squeeze=False)
-    xs = np.linspace(xlim[0], xlim[1], res)
-    ys = np.linspace(ylim[0], ylim[1], res)
-    for r in range(rows):
-        label = f"seed {seeds[r]}" if seeds is not None else f"run {r}"
-        ax = axes[r, 0]
-        ax.scatter(data[:, 0], data[:, 1], s=1.5, c="k", alpha=0.5, linewidths=0)
-        ax.set_title(f"data ({len(data)} pts)" if r == 0 else "")
-        ax.set_ylabel(label)
-        panels = [("p_θ", log_p[r])] + ([("q̃_ψ", log_q[r])] if log_q is not None else [])
-        for c, (name, lp) in enumerate(panels, start=1):
-            v = np.exp(np.clip(np.asarray(lp, np.float64), -700, 700)) * area
-            v = np.where(np.isfinite(v), v, 0.0).reshape(res, res)
-            axes[r, c].contourf(xs, ys, v, levels=20, cmap="viridis")
-            axes[r, c].set_title(name if r == 0 else "")
-        for ax in axes[r]:
-            ax.set_xlim(*xlim)
-            ax.set_ylim(*ylim)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_aspect("equal")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+    fig = density_figure(data, log_p, log_q, xlim, ylim, seeds, title, max_rows)
     path = Path(path)
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -103,8 +126,16 @@ def _band(ax, steps, arr, label, style="-", color=None):
     return line
 
 
-def plot_curves(metrics: Mapping[str, Any], path: str | os.PathLike, title: str = "") -> Path:
-    """Test NLL of p_θ and q̃_ψ, log ζ̂ and the λ's over steps (mean bold, seeds thin)."""
+def plot_curves(
+    metrics: Mapping[str, Any],
+    path: str | os.PathLike,
+    title: str = "",
+    zeta_band: Optional[tuple[float, float]] = None,
+) -> Path:
+    """Test NLL of p_θ and q̃_ψ, log ζ̂ and the λ's over steps (mean bold, seeds thin).
+
+    ``zeta_band``: ``(lo, hi)`` shaded on the log ζ̂ panel, the band [0, log(1 + ε_ζ)] that
+    adasym's constraints ask for (:func:`plot_run` passes it for adasym runs)."""
     plt = _pyplot()
     steps = np.asarray(metrics["eval_steps"])
     lambdas = metrics.get("lambdas") or {}
@@ -116,10 +147,14 @@ def plot_curves(metrics: Mapping[str, Any], path: str | os.PathLike, title: str 
     if metrics.get("method") != "nf":
         _band(axes[0], steps, q, "q̃_ψ", "--")
     axes[0].set_xlabel("step")
-    axes[0].set_ylabel("test NLL (nats)")
+    axes[0].set_ylabel("test NLL (nats per point, data units)")
     axes[0].legend()
     _band(axes[1], steps, _nanarr(metrics["log_zeta"]), "log ζ̂")
     axes[1].axhline(0.0, color="gray", linewidth=0.8)
+    if zeta_band is not None:
+        lo, hi = zeta_band
+        axes[1].axhspan(lo, hi, color="tab:green", alpha=0.2, label=f"band [{lo:g}, {hi:.3g}]")
+        axes[1].legend(fontsize=7)
     axes[1].set_xlabel("step")
     axes[1].set_ylabel("log ζ̂")
     if lambdas:
@@ -151,14 +186,17 @@ def plot_run(run, data: np.ndarray, metrics: Optional[Mapping[str, Any]], out_di
 
     out = Path(out_dir)
     written = []
+    step = int(run.meta.get("step", np.asarray(run.state.step).reshape(-1)[0]))
+    name = f"{run.directory.name}: {run.config.method}, step {step}"
     if run.dim == 2 and not run.config.context_dim:
         xlim, ylim = plot_limits(data)
         pts, _ = grid_points(xlim, ylim)
         ev = evaluate_run(run, pts)
         log_q = None if run.config.method == "nf" else ev["log_q"]
         written.append(
-            plot_density_maps(data, ev["log_p"], log_q, xlim, ylim, out / "density.png", run.seeds, run.config.method)
+            plot_density_maps(data, ev["log_p"], log_q, xlim, ylim, out / "density.png", run.seeds, name + " (data units)")
         )
     if metrics is not None:
-        written.append(plot_curves(metrics, out / "curves.png", run.config.method))
+        band = (0.0, float(np.log1p(run.config.eps_zeta))) if run.config.method == "adasym" else None
+        written.append(plot_curves(metrics, out / "curves.png", name, zeta_band=band))
     return written

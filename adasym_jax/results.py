@@ -88,8 +88,12 @@ def metrics_from_fit(
     ``best_test_nll_p``, ``last_test_nll_p``, ``best_test_nll_q``, ``last_test_nll_q``
     (seeds,), ``steps_per_second`` (compile excluded), ``compile_seconds``, ``final_step``
     and ``train`` (per-eval means of the per-step training metrics, seeds × E).
-    NLLs are in data coordinates (``standardizer.log_det`` added). ``previous`` (an earlier
-    ``metrics.json`` of the same run) is prepended, so a resumed run has one continuous curve.
+    Test NLLs are in data coordinates (``standardizer.log_det`` added; ``nll_units``). The
+    ``train`` block holds what the optimizer saw, in the model's (standardized) coordinates:
+    ``train_units`` says so and ``standardization_log_det`` is what to add to its NLLs
+    (``fw_nll``, ``prx_nll``) for data units (0 without standardization); KL and log ζ are the
+    same in both. ``previous`` (an earlier ``metrics.json`` of the same run) is prepended, so a
+    resumed run has one continuous curve.
     """
     shift = 0.0 if standardizer is None else standardizer.log_det
     ev = result.evals
@@ -142,6 +146,12 @@ def metrics_from_fit(
         "final_step": int(np.asarray(result.state.step).reshape(-1)[0]),
         "nll_units": "nats per point, data coordinates",
         "train": cur["train"],
+        "train_units": (
+            "standardized (model) coordinates: add standardization_log_det to fw_nll and prx_nll for data units"
+            if standardizer is not None
+            else "data coordinates (no standardization)"
+        ),
+        "standardization_log_det": shift,
     }
 
 
