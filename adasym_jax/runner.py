@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from adasym_jax import minibatch as mb
 from adasym_jax import objective as obj
 from adasym_jax.config import TrainConfig
 from adasym_jax.jit import compiler_options, tuned_jit  # noqa: F401 - runner.tuned_jit is kept importable
@@ -101,14 +102,14 @@ class Trainer:
 
         def one_seed(state: TrainState, x: Array, ctx: Optional[Array]):
             def body(s, _):
-                if minibatch:
-                    # the step index too: a step that does not advance s.key must still see new batches
-                    k = jax.random.fold_in(jax.random.fold_in(s.key, 0x5EED), s.step)
-                    idx = jax.random.permutation(k, n)[:bs]
-                    batch = Batch(x[idx], None if ctx is None else ctx[idx])
-                else:
-                    batch = Batch(x, ctx)
-                return self.step(s, batch)
+                if not minibatch:
+                    return self.step(s, Batch(x, ctx))
+                # Epochs (adasym_jax.minibatch): s.key is the epoch's key, fixed through the
+                # epoch; the step gets a key of its own and s.key moves on at the epoch's end.
+                k_order, k_step, k_after = mb.minibatch_keys(s.key, s.step, n, bs)
+                idx = mb.batch_indices(k_order, s.step, n, bs)
+                new, metrics = self.step(s.replace(key=k_step), Batch(x[idx], None if ctx is None else ctx[idx]))
+                return new.replace(key=k_after), metrics
 
             return jax.lax.scan(body, state, None, length=num_steps)
 
