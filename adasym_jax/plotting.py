@@ -137,6 +137,16 @@ def plot_curves(
     ``zeta_band``: ``(lo, hi)`` shaded on the log ζ̂ panel, the band [0, log(1 + ε_ζ)] that
     adasym's constraints ask for (:func:`plot_run` passes it for adasym runs)."""
     plt = _pyplot()
+    fig = curves_figure(metrics, title, zeta_band)
+    path = Path(path)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def curves_figure(metrics: Mapping[str, Any], title: str = "", zeta_band: Optional[tuple[float, float]] = None):
+    """The matplotlib figure of :func:`plot_curves` (the caller closes it)."""
+    plt = _pyplot()
     steps = np.asarray(metrics["eval_steps"])
     lambdas = metrics.get("lambdas") or {}
     cols = 3 if lambdas else 2
@@ -169,10 +179,7 @@ def plot_curves(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _nanarr(a) -> np.ndarray:
