@@ -307,3 +307,64 @@ def test_number_list_options_accept_a_leading_minus():
     with pytest.raises(cli.UsageError, match="expected one argument"):
         parser.parse_args(["sample", "--run", "r", "--num", "1", "--out", "o", "--context", "-0.64,0.16"])
 
+
+
+def test_resume_keeps_the_original_command_and_lists_each_resume(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "twice"
+    shutil.copytree(run_dir, copy)
+    original = json.loads((run_dir / "config.json").read_text())["run"]["command"]
+    assert original.startswith("adasym train --dataset moons")
+    for steps in ("5", "6"):
+        assert cli.main(["train", "--out", str(copy), "--resume", "--steps", steps, "--quiet", "--no-plots"]) == 0
+    run = json.loads((copy / "config.json").read_text())["run"]
+    assert run["command"] == original
+    assert run["resumed_commands"] == [
+        f"adasym train --out {copy} --resume --steps {s} --quiet --no-plots" for s in ("5", "6")
+    ]
+
+
+def test_checkpoint_every_saves_midway_under_one_progress_bar(tmp_path, monkeypatch, capsys):
+    import re
+
+    import adasym_jax.checkpoint as checkpoint
+
+    saved = []
+    real = checkpoint.save_checkpoint
+
+    def recording(directory, state, *args, **kwargs):
+        saved.append(int(np.asarray(state.step).reshape(-1)[0]))
+        return real(directory, state, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", recording)
+    out = tmp_path / "ck"
+    code = cli.main(["train", *SMALL_DATA, "--steps", "6", "--eval-every", "2", "--checkpoint-every", "3", "--seeds", "2",
+                     "--out", str(out), "--no-plots", *TINY])  # fmt: skip
+    assert code == 0
+    assert saved == [4, 6]  # every 3 rounded up to 4 (a multiple of --eval-every), and the end
+    err = capsys.readouterr().err
+    counts = [(int(a), int(b)) for a, b in re.findall(r"(\d+)/(\d+) \[", err)]
+    assert counts and {total for _, total in counts} == {6}  # one bar over the whole run
+    done = [n for n, _ in counts]
+    assert done == sorted(done) and done[-1] == 6
+
+
+def test_plots_name_the_run_and_its_step(run_dir, tmp_path, monkeypatch):
+    import inspect
+
+    import adasym_jax.plotting as plotting
+
+    calls = {}
+    for name in ("plot_density_maps", "plot_curves"):
+        real = getattr(plotting, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            calls[_name] = inspect.signature(_real).bind(*args, **kwargs).arguments
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(plotting, name, spy)
+    assert cli.main(["plot", "--run", str(run_dir), "--out", str(tmp_path)]) == 0
+    assert calls["plot_density_maps"]["title"] == f"{run_dir.name}: adasym, step 4 (data units)"
+    assert calls["plot_curves"]["title"] == f"{run_dir.name}: adasym, step 4"
+    assert calls["plot_curves"]["zeta_band"] == pytest.approx((0.0, np.log1p(0.1)))
