@@ -8,7 +8,8 @@ skipped; an error inside one that exists is not hidden. Handlers report bad inpu
 ``ValueError`` (or ``OSError``): the command prints its first line to stderr and exits 1.
 
 Exit codes: 0 success, 1 bad input, 2 bad usage, 3 training diverged (last good checkpoint
-saved).
+saved), 130 interrupted (``train`` saves the last finished chunk and prints the command that
+resumes it).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ EXIT_CODES = (
     "Errors are one line on stderr, 'adasym: error: ...'. Exit codes: 0 success; 1 bad input or a "
     "failure in the library (unreadable file, bad value, not a run folder); 2 bad usage (unknown or "
     "missing options, bad option values); 3 training diverged (the last good checkpoint is saved); "
-    "130 interrupted."
+    "130 interrupted (train saves the last finished chunk and prints the --resume command)."
 )
 
 
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds", help="'5' = seeds 0-4; '2,7' = exactly those (default 5; demo 2)")
     t.add_argument("--out", required=True, help="run folder to create")
     t.add_argument("--eval-every", type=int, help="steps between test evaluations (default 100; demo 50)")
-    t.add_argument("--checkpoint-every", type=int, default=0, help="also save the checkpoint every K steps (rounded up to --eval-every; default: at the end only)")
+    t.add_argument("--checkpoint-every", type=int, default=0, help="also save the checkpoint every K steps (rounded up to --eval-every; default: at the end, and on Ctrl-C the last finished chunk)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     t.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps")
     add_set_argument(t, "overrides", "TrainConfig overrides, one or more per flag, repeatable (e.g. --set lr_flow=1e-4 ebm_blocks=3)")
