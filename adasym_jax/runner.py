@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
@@ -17,6 +18,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from adasym_jax import minibatch as mb
 from adasym_jax import objective as obj
+from adasym_jax.checkpoint import Standardization
 from adasym_jax.config import TrainConfig
 from adasym_jax.jit import compiler_options, tuned_jit  # noqa: F401 - runner.tuned_jit is kept importable
 from adasym_jax.state import TrainState, build_models, init_state
@@ -200,7 +202,13 @@ def shard_seeds(state: TrainState, devices: Optional[Sequence[Any]] = None) -> T
 class FitResult:
     """What :func:`fit` returns: final ``state`` (seeds stacked), ``history`` of per-step
     training metrics ``(num_seeds, steps)``, ``evals`` of test metrics ``(num_seeds, n_evals)``
-    at ``eval_steps``, and timings (compile excluded from ``steps_per_second``)."""
+    at ``eval_steps``, and timings (compile excluded from ``steps_per_second``).
+
+    ``standardization``: the :class:`~adasym_jax.checkpoint.Standardization` the data were
+    mapped through before training (``None`` for raw data; see ``fit(standardize=...)``). The
+    model (``state``, ``trainer``) then works in standardized coordinates; ``evals``' test
+    NLLs are in data units (``standardization.log_det`` added), while ``log_zeta`` and the
+    per-step training ``history`` stay in the model's coordinates."""
 
     trainer: Trainer
     state: TrainState
@@ -210,6 +218,7 @@ class FitResult:
     evals: dict[str, np.ndarray]
     steps_per_second: float
     compile_seconds: float
+    standardization: Optional[Standardization] = None
 
     @property
     def last_test_nll_p(self) -> np.ndarray:
@@ -256,6 +265,49 @@ def raise_if_nonfinite(metrics: dict[str, np.ndarray], new_state: TrainState, la
     )
 
 
+STANDARDIZE_CHOICES = "'auto', True, False or a Standardization"
+NLL_KEYS = ("test_nll_p", "test_nll_q")  # evaluation keys that are NLLs (shifted to data units)
+
+
+def choose_standardization(standardize: Union[bool, str, Standardization], data, bound: float) -> Optional[Standardization]:
+    """The :class:`~adasym_jax.checkpoint.Standardization` :func:`fit` applies to ``data``.
+
+    ``True``: fitted to ``data``; ``False``: none; a ``Standardization``: that one (e.g. the
+    ``result.standardization`` of the run being resumed); ``"auto"``: fitted when the data
+    leave the splines' range, i.e. when some coordinate's ``|mean| + 3·std`` exceeds
+    ``bound`` (said once in a :class:`UserWarning`), else none, with a warning if some points
+    still lie outside ``[-bound, bound]`` (the flow is the identity there).
+    """
+    if isinstance(standardize, Standardization):
+        if standardize.dim != data.shape[1]:
+            raise ValueError(f"standardization has dim {standardize.dim}, the data have dim {data.shape[1]}")
+        return standardize
+    if isinstance(standardize, (bool, np.bool_)):
+        return Standardization.fit(data) if standardize else None
+    if not (isinstance(standardize, str) and standardize == "auto"):
+        raise ValueError(f"standardize must be {STANDARDIZE_CHOICES}, got {standardize!r}")
+    x = np.asarray(data, np.float64)
+    extent = float(np.max(np.abs(x.mean(axis=0)) + 3.0 * x.std(axis=0)))
+    if extent > bound:
+        warnings.warn(
+            f"fit: standardizing the data (|mean| + 3 std reaches {extent:.3g}, beyond the splines' range "
+            f"[-{bound:g}, {bound:g}]); the model works in standardized coordinates, result.standardization maps "
+            "back, test NLLs are in data units (pass standardize=False to train on raw data)",
+            UserWarning,
+            stacklevel=3,
+        )
+        return Standardization.fit(data)
+    outside = float(np.mean(np.any(np.abs(x) > bound, axis=1)))
+    if outside > 0:
+        warnings.warn(
+            f"fit: {outside:.2%} of the data points lie outside the splines' range [-{bound:g}, {bound:g}], where the "
+            "flow is the identity; pass standardize=True or raise config.bound",
+            UserWarning,
+            stacklevel=3,
+        )
+    return None
+
+
 def fit(
     data: Array,
     *,
@@ -268,6 +320,7 @@ def fit(
     progress: bool = True,
     trainer: Optional[Trainer] = None,
     on_eval: Optional[Callable[["FitResult"], None]] = None,
+    standardize: Union[bool, str, Standardization] = "auto",
 ) -> FitResult:
     """Train ``config.method`` on ``data (n, dim)`` for every seed at once.
 
@@ -281,6 +334,12 @@ def fit(
     Ctrl-C (``KeyboardInterrupt``, also during compilation or inside ``on_eval``) becomes
     :class:`FitInterrupted`, carrying the state and the :class:`FitResult` of the last
     finished chunk.
+
+    ``standardize`` (see :func:`choose_standardization`): ``"auto"`` standardizes data that
+    leave the splines' range ``[-config.bound, config.bound]`` and says so; ``True`` / ``False``
+    force it; a :class:`~adasym_jax.checkpoint.Standardization` is used as given. When the
+    data are standardized, data and test data are mapped through it, the result carries it as
+    ``result.standardization`` and its test NLLs (and the progress bar's) are in data units.
     """
     check_points(data, None, "data", min_rows=2)
     if config.context_dim:
@@ -290,8 +349,18 @@ def fit(
     dim = data.shape[1]
     test = data if test_data is None else test_data
     check_points(test, dim, "test data", min_rows=1)
+    standardizer = choose_standardization(standardize, data, config.bound)
+    if standardizer is not None:
+        data, test = (np.asarray(standardizer.apply(np.asarray(a, np.float32)), np.float32) for a in (data, test))
     x = jnp.asarray(data, jnp.float32)
     trainer = trainer or Trainer(config, dim)
+
+    def evaluate(s: TrainState) -> dict[str, np.ndarray]:  # test NLLs in data units
+        ev = trainer.evaluate(s, test)
+        if standardizer is None:
+            return ev
+        return {k: v + standardizer.log_det if k in NLL_KEYS else v for k, v in ev.items()}
+
     seeds_ = seed_list(seeds)
     state = trainer.init(seeds_) if state is None else state
     start = int(np.asarray(state.step).reshape(-1)[0])
@@ -316,6 +385,7 @@ def fit(
             evals={k: np.stack(v[:n], axis=1) for k, v in evals.items()},
             steps_per_second=(step - start) / max(timing["run"], 1e-9),
             compile_seconds=timing["compile"],
+            standardization=standardizer,
         )
 
     bar = None
@@ -335,7 +405,7 @@ def fit(
             timing["run"] += time.perf_counter() - t0
             raise_if_nonfinite(metrics, new_state, state, done, length)
             state, done = new_state, done + length
-            ev = trainer.evaluate(state, test)
+            ev = evaluate(state)
             for k, v in metrics.items():
                 history.setdefault(k, []).append(v)
             for k, v in ev.items():
