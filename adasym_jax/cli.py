@@ -31,7 +31,9 @@ from adasym_jax.cli_args import add_set_argument, apply_overrides, join_negative
 EXTENSIONS = ("adasym_jax.sbi_cli", "adasym_jax.latent_cli")
 #: Files a run folder may contain; ``--overwrite`` removes exactly these.
 RUN_FILES = ("config.json", "metrics.json", "checkpoint.json", "density.png", "curves.png", "data_preview.npy", "state*.msgpack")
-DEMO = {"dataset": "moons", "method": "adasym", "seeds": "2", "steps": 300, "eval_every": 50}
+# The README demo: the paper's D.1 method and model on moons; 1000 steps is where both p_θ and q̃_ψ
+# show the two moons with log ζ̂ near its band (measured: benchmarks/results/demo.md).
+DEMO = {"dataset": "moons", "method": "adasym", "seeds": "2", "steps": 1000, "eval_every": 100}
 DEFAULTS = {"method": "adasym", "seeds": "5", "steps": 1000, "eval_every": 100}
 PREVIEW_ROWS = 5000
 
@@ -89,10 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     from adasym_jax.config import METHODS  # light: no JAX import
 
     t.add_argument("--method", choices=METHODS, help="adasym (default), nf (maximum likelihood), weighted (P-W) or wgan")
-    t.add_argument("--steps", type=int, help="total training steps (default 1000; demo 300)")
+    t.add_argument("--steps", type=int, help="total training steps (default 1000; demo 1000)")
     t.add_argument("--seeds", help="'5' = seeds 0-4; '2,7' = exactly those (default 5; demo 2)")
     t.add_argument("--out", required=True, help="run folder to create")
-    t.add_argument("--eval-every", type=int, help="steps between test evaluations (default 100; demo 50)")
+    t.add_argument("--eval-every", type=int, help="steps between test evaluations (default 100; demo 100)")
     t.add_argument("--checkpoint-every", type=int, default=0, help="also save the checkpoint every K steps (rounded up to --eval-every; default: at the end, and on Ctrl-C the last finished chunk)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     t.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps")
