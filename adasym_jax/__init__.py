@@ -16,7 +16,8 @@ from adasym_jax.checkpoint import (
 from adasym_jax.config import TrainConfig
 from adasym_jax.data import DATASETS, load_dataset
 from adasym_jax.ebm import ResidualEBM
-from adasym_jax.flow import SplineFlow
+from adasym_jax.autoregressive import AutoregressiveSplineFlow
+from adasym_jax.flow import BaseSplineFlow, SplineFlow
 from adasym_jax.jit import compiler_options, tuned_jit
 from adasym_jax.objective import (
     constraint_values,
@@ -27,7 +28,7 @@ from adasym_jax.objective import (
     theta_surrogate_pathwise,
     theta_surrogate_score,
 )
-from adasym_jax.runner import FitResult, NonFiniteError, Trainer, fit, seed_list, shard_seeds
+from adasym_jax.runner import FitInterrupted, FitResult, NonFiniteError, Trainer, fit, seed_list, shard_seeds
 from adasym_jax.spline import rqs_forward, rqs_inverse
 from adasym_jax.state import TrainState, build_models, init_state
 from adasym_jax.train import Batch, make_train_step
@@ -70,8 +71,11 @@ __all__ = [
     "save_checkpoint",
     "to_distrax",
     "to_energy",
+    "AutoregressiveSplineFlow",
+    "BaseSplineFlow",
     "Batch",
     "DATASETS",
+    "FitInterrupted",
     "FitResult",
     "NonFiniteError",
     "ResidualEBM",

@@ -414,6 +414,7 @@ def cmd_train(args) -> int:
             progress=False,
             trainer=trainer,
             on_eval=on_eval,
+            standardize=False,  # the command standardizes itself (--standardize) and saves the statistics
         )
         latest[0] = result
         metrics = metrics_of(result)

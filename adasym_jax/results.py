@@ -95,7 +95,12 @@ def metrics_from_fit(
     same in both. ``previous`` (an earlier ``metrics.json`` of the same run) is prepended, so a
     resumed run has one continuous curve.
     """
-    shift = 0.0 if standardizer is None else standardizer.log_det
+    own = getattr(result, "standardization", None)
+    if own is not None:  # fit standardized itself: its evals are already in data units
+        if standardizer is not None and standardizer is not own:
+            raise ValueError("the fit standardized its data itself; pass standardizer=None")
+        standardizer = own
+    shift = 0.0 if standardizer is None or own is not None else standardizer.log_det
     ev = result.evals
     # Per-step training metrics, summarized per chunk between evaluations: λ's at the chunk's
     # last step, everything else averaged over the chunk.
@@ -151,7 +156,7 @@ def metrics_from_fit(
             if standardizer is not None
             else "data coordinates (no standardization)"
         ),
-        "standardization_log_det": shift,
+        "standardization_log_det": 0.0 if standardizer is None else float(standardizer.log_det),
     }
 
 

@@ -113,3 +113,23 @@ def test_bad_standardize_is_a_one_line_error_before_any_compile(tiny_config, val
     with pytest.raises(ValueError, match=message) as err:
         aj.fit(data, config=tiny_config, seeds=1, num_steps=1, standardize=value, progress=False)
     assert "\n" not in str(err.value)
+
+
+def test_metrics_of_a_self_standardized_fit_add_the_log_det_once(tiny_config):
+    """metrics_from_fit on a fit that standardized its own data: the test NLL stays in data
+    units (the log-det is not added a second time) and the train block is labelled."""
+    import warnings
+
+    from adasym_jax.results import metrics_from_fit
+
+    rng = np.random.default_rng(0)
+    t = rng.uniform(0, 2 * np.pi, 300)
+    ring = np.stack([5 + 3 * np.cos(t), 5 + 3 * np.sin(t)], 1).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = aj.fit(ring[:200], test_data=ring[200:], config=tiny_config.replace(method="nf"), seeds=1, num_steps=5, eval_every=5, progress=False)
+    assert res.standardization is not None
+    m = metrics_from_fit(res)
+    np.testing.assert_allclose(m["last_test_nll_p"], res.evals["test_nll_p"][:, -1])
+    assert m["standardization_log_det"] == pytest.approx(float(res.standardization.log_det))
+    assert m["train_units"].startswith("standardized")
