@@ -11,7 +11,7 @@ REVERSE_GRADS = ("score", "pathwise")
 ZETA_GRADS = ("batch", "importance")
 DUAL_OPTIMIZERS = ("sgd", "adam")
 FLOWS = ("autoregressive", "coupling")
-THETA_BASELINES = ("auto", "loo", "log_zeta", "none")
+THETA_BASELINES = ("auto", "loo", "log_zeta", "log_zeta_loo", "none")
 
 #: Fields added after the first release, with the value that reproduces a run saved before them
 #: (used by :meth:`TrainConfig.from_dict` when a saved config lacks the key).
@@ -38,8 +38,9 @@ class TrainConfig:
     samples y per step (``None``: the batch size). ``theta_baseline`` is the constant taken
     from eq. (18)'s weight log p_θ(y) − log q̃_ψ(y) (unbiased, lower variance; docs/decisions.md):
     ``"loo"`` the leave-one-out mean of the other samples' weights, ``"log_zeta"`` minus
-    log ζ̂ (per condition u_i under B.6), ``"auto"`` (default) ``"loo"`` for unconditional
-    and ``"log_zeta"`` for conditional models, ``"none"`` the paper's weight verbatim.
+    log ζ̂ (per condition u_i under B.6), ``"log_zeta_loo"`` both, ``"auto"`` (default)
+    ``"loo"`` for unconditional and ``"log_zeta_loo"`` for conditional models, ``"none"`` the
+    paper's weight verbatim.
 
     Optimization (C.3, D.1): Adam with ``adam_b1``, ``adam_b2`` for θ (``lr_flow``) and ψ
     (``lr_ebm``); multipliers by ``dual_optimizer`` (``"adam"``, default: Adam with the same

@@ -149,9 +149,11 @@ def psi_gradient(
 
 def theta_baseline_mode(config: TrainConfig) -> str:
     """The θ-weight baseline ``config.theta_baseline`` resolves to: ``"auto"`` is ``"loo"`` for
-    unconditional models and ``"log_zeta"`` (per-condition log ζ̂(u_i), B.6) for conditional ones."""
+    unconditional models and ``"log_zeta_loo"`` (per-condition log ζ̂(u_i) of B.6, then the
+    leave-one-out mean of what is left) for conditional ones (measured best or equal:
+    ``benchmarks/results/theta_variance.md``)."""
     if config.theta_baseline == "auto":
-        return "log_zeta" if config.context_dim > 0 else "loo"
+        return "log_zeta_loo" if config.context_dim > 0 else "loo"
     return config.theta_baseline
 
 
@@ -161,16 +163,22 @@ def score_baseline(config: TrainConfig, log_p_y: Array, log_q_y: Array, log_zeta
     ``"loo"``: the leave-one-out mean of the other samples' weights; ``"log_zeta"``:
     −log ζ̂ (``log_zeta_y``: a scalar, or ``(N,)``, the estimate at each sample's condition,
     from the ζ samples, never from y_i itself), which turns the weight into the log-ratio
-    log p_θ(y_i) − log q_ψ(y_i); ``"none"``: ``None`` (eq. (18) verbatim). All are unbiased.
+    log p_θ(y_i) − log q_ψ(y_i); ``"log_zeta_loo"``: both (−log ζ̂(u_i) plus the leave-one-out
+    mean of the others' log-ratios); ``"none"``: ``None`` (eq. (18) verbatim). All are
+    unbiased: b_i never depends on y_i.
     """
     mode = theta_baseline_mode(config)
     if mode == "none":
         return None
+    w = sg(log_p_y - log_q_y)
     if mode == "loo":
-        return obj.leave_one_out_mean(sg(log_p_y - log_q_y))
+        return obj.leave_one_out_mean(w)
     if log_zeta_y is None:
-        raise ValueError("theta_baseline='log_zeta' needs the step's log ζ̂ (log_zeta_y)")
-    return -sg(log_zeta_y)
+        raise ValueError(f"theta_baseline={mode!r} needs the step's log ζ̂ (log_zeta_y)")
+    log_zeta_y = jnp.broadcast_to(sg(log_zeta_y), w.shape)
+    if mode == "log_zeta":
+        return -log_zeta_y
+    return -log_zeta_y + obj.leave_one_out_mean(w + log_zeta_y)
 
 
 def theta_gradient(
