@@ -17,6 +17,34 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"tensorflow_probability.*")
 
 
+# The quick tier (`pytest -m "not slow"`) leaves out the files that train through the command
+# line, start subprocesses or kernels, or run the shortened demo; CI runs everything.
+SLOW_FILES = {
+    "test_cli.py",
+    "test_cli_conventions.py",
+    "test_cli_run_kinds.py",
+    "test_demo.py",
+    "test_interrupt.py",
+    "test_latent_cli.py",
+    "test_latent_recipe.py",
+    "test_latent_inception.py",
+    "test_notebook_interop.py",
+    "test_notebook_quickstart.py",
+    "test_readme.py",
+    "test_sbi_run.py",
+    "test_units.py",
+    "test_zeta_band.py",
+    "test_export.py",
+    "test_data_files.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def tiny_config():
     from adasym_jax import TrainConfig
