@@ -8,17 +8,15 @@ import numpy as np
 import pytest
 
 from adasym_jax import TrainConfig
-from adasym_jax.sbi.conditional import (
-    conditional_constraint_values,
-    conditional_psi_surrogate,
-    make_conditional_step,
-)
+from adasym_jax.objective import psi_surrogate
+from adasym_jax.sbi.conditional import conditional_constraint_values, make_conditional_step
 
 
 def test_psi_surrogate_gradient_is_the_lagrangian_gradient():
     """With f_ψ(y) = ψ·φ(y) and log ζ(u_i) the K-sample importance estimate, autodiff of the
     ψ-part of the Lagrangian with per-condition partition functions, mean-ζ constraint,
-    must equal the surrogate's gradient (``zeta_grad="importance"`` form)."""
+    must equal the gradient of ``objective.psi_surrogate`` given per-condition ``log_zeta (n,)`` and
+    ``(n, K)`` samples (``zeta_grad="importance"`` form)."""
     n, K, d = 6, 5, 3
     ks = jax.random.split(jax.random.PRNGKey(0), 5)
     phi_x, phi_y = jax.random.normal(ks[0], (n, d)), jax.random.normal(ks[1], (n, d))
@@ -39,7 +37,7 @@ def test_psi_surrogate_gradient_is_the_lagrangian_gradient():
     def surrogate(p):
         zq = phi_m @ p
         log_zeta = jax.nn.logsumexp(jax.lax.stop_gradient(zq) - log_p_m, axis=-1) - jnp.log(K)
-        return conditional_psi_surrogate(phi_x @ p, phi_y @ p, log_zeta, zq, log_p_m, lam, T)
+        return psi_surrogate(phi_x @ p, phi_y @ p, log_zeta, zq, log_p_m, lam, T)
 
     np.testing.assert_allclose(jax.jit(jax.grad(surrogate))(psi), jax.jit(jax.grad(lagrangian_psi))(psi), rtol=1e-5, atol=1e-6)
 

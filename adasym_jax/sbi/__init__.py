@@ -11,7 +11,6 @@
 from adasym_jax.sbi.conditional import (
     DEFAULT_ZETA_PER_CONDITION,
     conditional_constraint_values,
-    conditional_psi_surrogate,
     make_conditional_step,
 )
 from adasym_jax.sbi.langevin import langevin
@@ -34,7 +33,6 @@ __all__ = [
     "SBITask",
     "TASKS",
     "conditional_constraint_values",
-    "conditional_psi_surrogate",
     "get_task",
     "langevin",
     "load_pairs",

@@ -45,24 +45,6 @@ sg = jax.lax.stop_gradient
 DEFAULT_ZETA_PER_CONDITION = 4
 
 
-def conditional_psi_surrogate(
-    log_q_x: Array,
-    log_q_y: Array,
-    log_zeta: Array,
-    zeta_log_q: Array,
-    zeta_log_p: Array,
-    lambdas: Mapping[str, Array],
-    temperature: float = 1.0,
-) -> Array:
-    """Surrogate loss for ψ whose gradient is the per-condition eq. (15) above.
-
-    ``log_q_x (n,)``, ``log_q_y (n,)`` and ``zeta_log_q (n, J)`` depend on ψ; ``log_zeta (n,)``
-    (log ζ(u_i) estimates) and ``zeta_log_p (n, J)`` are constants. Row i of ``zeta_log_q`` /
-    ``zeta_log_p`` holds the J samples at condition u_i whose importance weights carry ∇ζ(u_i).
-    """
-    return obj.psi_surrogate(log_q_x, log_q_y, log_zeta, zeta_log_q, zeta_log_p, lambdas, temperature)
-
-
 def conditional_constraint_values(
     log_p_x: Array, log_q_x: Array, log_p_y: Array, log_q_y: Array, log_zeta: Array, temperature: float = 1.0
 ) -> dict[str, Array]:
