@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import os
+import warnings
 import weakref
 from pathlib import Path
 from typing import Any, Optional
@@ -94,6 +95,11 @@ def metrics_from_fit(
     (``fw_nll``, ``prx_nll``) for data units (0 without standardization); KL and log ζ are the
     same in both. ``previous`` (an earlier ``metrics.json`` of the same run) is prepended, so a
     resumed run has one continuous curve.
+
+    With a validation split (``fit(validation_fraction=...)``) also ``val_nll`` (seeds × E, the
+    exact NLL of p_θ on the validation rows, data units, ``null`` after a seed stopped),
+    ``best_val_nll`` and ``best_val_step`` (seeds,); with early stopping (``patience``) also
+    ``stopping_step`` and ``stopping_epoch`` (seeds,) and ``steps_per_epoch``.
     """
     own = getattr(result, "standardization", None)
     if own is not None:  # fit standardized itself: its evals are already in data units
@@ -113,7 +119,9 @@ def metrics_from_fit(
         if name.startswith("lambda_"):
             train[name] = arr[:, ends - 1]
         else:
-            train[name] = np.stack([np.nanmean(arr[:, e - b : e], axis=1) for b, e in zip(bounds, ends)], axis=1)
+            with warnings.catch_warnings():  # an early-stopped seed's chunks are all NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                train[name] = np.stack([np.nanmean(arr[:, e - b : e], axis=1) for b, e in zip(bounds, ends)], axis=1)
     cur = {
         "eval_steps": np.asarray(result.eval_steps, np.int64),
         "test_nll_p": ev["test_nll_p"] + shift,
@@ -134,7 +142,7 @@ def metrics_from_fit(
                 k: np.concatenate([_nan(old[k]), v], axis=1) if k in old else v for k, v in cur[group].items()
             }
     p, q = cur["test_nll_p"], cur["test_nll_q"]
-    return {
+    out = {
         "method": result.trainer.config.method,
         "seeds": list(result.seeds),
         "eval_steps": cur["eval_steps"],
@@ -158,6 +166,20 @@ def metrics_from_fit(
         ),
         "standardization_log_det": 0.0 if standardizer is None else float(standardizer.log_det),
     }
+    val = getattr(result, "val_curve", None)
+    if val is not None:
+        val = np.asarray(val, np.float64) + shift
+        if previous:
+            before = np.asarray(_nan(previous["val_nll"]) if "val_nll" in previous else np.full((val.shape[0], len(previous["eval_steps"])), np.nan))
+            val = np.concatenate([before, val], axis=1)
+        out["val_nll"] = val
+        out["best_val_nll"] = np.asarray(result.best_val, np.float64) + shift
+        out["best_val_step"] = np.asarray(result.best_step, np.int64)
+    if getattr(result, "stopped_step", None) is not None:
+        out["stopping_step"] = np.asarray(result.stopped_step, np.int64)
+        out["stopping_epoch"] = np.asarray(result.stopped_epoch, np.float64)
+        out["steps_per_epoch"] = int(result.steps_per_epoch)
+    return out
 
 
 # --------------------------------------------------------------------------------------

@@ -208,7 +208,16 @@ class FitResult:
     mapped through before training (``None`` for raw data; see ``fit(standardize=...)``). The
     model (``state``, ``trainer``) then works in standardized coordinates; ``evals``' test
     NLLs are in data units (``standardization.log_det`` added), while ``log_zeta`` and the
-    per-step training ``history`` stay in the model's coordinates."""
+    per-step training ``history`` stay in the model's coordinates.
+
+    Validation and early stopping (``fit(validation_fraction=..., patience=...)``; all
+    ``None`` without a validation split): ``val_curve (S, E)``, the exact NLL of p_θ on the
+    validation rows (data units) at each evaluation, NaN after the seed stopped;
+    ``best_val (S,)`` its lowest value; ``best_step (S,)`` the step where it was reached. With
+    early stopping (``patience`` given) also ``stopped_step (S,)`` and ``stopped_epoch (S,)``:
+    where each seed stopped (the last step run for a seed that reached the cap), and
+    ``state`` holds each seed's best-validation parameters (see :func:`fit`).
+    ``steps_per_epoch``: steps in one pass over the training rows (1 for full-batch runs)."""
 
     trainer: Trainer
     state: TrainState
@@ -219,6 +228,12 @@ class FitResult:
     steps_per_second: float
     compile_seconds: float
     standardization: Optional[Standardization] = None
+    val_curve: Optional[np.ndarray] = None
+    best_val: Optional[np.ndarray] = None
+    best_step: Optional[np.ndarray] = None
+    stopped_step: Optional[np.ndarray] = None
+    stopped_epoch: Optional[np.ndarray] = None
+    steps_per_epoch: int = 1
 
     @property
     def last_test_nll_p(self) -> np.ndarray:
@@ -308,26 +323,82 @@ def choose_standardization(standardize: Union[bool, str, Standardization], data,
     return None
 
 
+#: Seed of the fixed permutation that :func:`validation_split` draws the validation rows with.
+VALIDATION_SPLIT_SEED = 0
+
+
+def steps_per_epoch(config: TrainConfig, n: int) -> int:
+    """Steps in one pass over ``n`` training rows: ``n // config.batch_size`` in a minibatch
+    run (``batch_size`` < ``n``, see :mod:`adasym_jax.minibatch`), 1 in a full-batch run."""
+    bs = config.batch_size
+    return mb.batches_per_epoch(n, bs) if bs is not None and bs < n else 1
+
+
+def check_early_stopping(validation_fraction: float, patience: Optional[int]) -> None:
+    """One-line ``ValueError`` for a bad ``validation_fraction`` (a number in ``[0, 1)``) or
+    ``patience`` (``None`` or an int >= 1, which needs ``validation_fraction`` > 0)."""
+    if isinstance(validation_fraction, (bool, np.bool_)) or not isinstance(validation_fraction, (int, float, np.integer, np.floating)):
+        raise ValueError(f"validation_fraction must be a number in [0, 1), got {validation_fraction!r}")
+    if not 0.0 <= float(validation_fraction) < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
+    if patience is not None:
+        if isinstance(patience, (bool, np.bool_)) or not isinstance(patience, (int, np.integer)) or patience < 1:
+            raise ValueError(f"patience must be None or an integer >= 1, got {patience!r}")
+        if float(validation_fraction) == 0.0:
+            raise ValueError("patience needs a validation split: pass validation_fraction > 0 (e.g. 0.1)")
+
+
+def validation_split(n: int, fraction: float, seed: int = VALIDATION_SPLIT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """``(training rows, validation rows)``: sorted index arrays that split ``range(n)``, with
+    ``round(fraction · n)`` validation rows drawn by a fixed permutation (``seed``), so the same
+    data always split the same way (a resumed run validates on the same rows). ``fraction`` 0:
+    all rows train, none validate. Too few rows for the split is a one-line ``ValueError``."""
+    check_early_stopping(fraction, None)
+    if float(fraction) == 0.0:
+        return np.arange(n), np.arange(0)
+    n_val = int(round(float(fraction) * n))
+    if n_val < 1 or n - n_val < 2:
+        raise ValueError(
+            f"validation_fraction={float(fraction):g} of {n} rows leaves {n_val} validation and {n - n_val} "
+            "training rows; need at least 1 and 2 (more data or another fraction)"
+        )
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _bcast(mask: Array, leaf: Array) -> Array:
+    return jnp.reshape(mask, mask.shape + (1,) * (jnp.ndim(leaf) - 1))
+
+
+@tuned_jit
+def _select_seeds(mask: Array, new: TrainState, old: TrainState) -> TrainState:
+    """Per seed: ``new`` where ``mask`` (bool ``(S,)``), else ``old`` (every leaf)."""
+    return jax.tree.map(lambda a, b: jnp.where(_bcast(mask, a), a, b), new, old)
+
+
 def fit(
     data: Array,
     *,
     config: TrainConfig = TrainConfig(),
     seeds: Seeds = 5,
     num_steps: int = 1000,
-    eval_every: int = 100,
+    eval_every: Optional[int] = None,
     test_data: Optional[Array] = None,
     state: Optional[TrainState] = None,
     progress: bool = True,
     trainer: Optional[Trainer] = None,
     on_eval: Optional[Callable[["FitResult"], None]] = None,
     standardize: Union[bool, str, Standardization] = "auto",
+    validation_fraction: float = 0.0,
+    patience: Optional[int] = None,
 ) -> FitResult:
     """Train ``config.method`` on ``data (n, dim)`` for every seed at once.
 
-    Runs ``num_steps`` steps in compiled chunks of ``eval_every`` (a shorter last chunk if
-    needed), evaluating on ``test_data`` (default: ``data``) after each chunk. Stops with
-    :class:`NonFiniteError` naming the quantity and step if anything becomes NaN/inf; the
-    error carries the last good state. ``state`` resumes a previous run.
+    Runs ``num_steps`` steps (the cap, ``max_steps``) in compiled chunks of ``eval_every``
+    (a shorter last chunk if needed), evaluating on ``test_data`` (default: the training
+    rows) after each chunk. Stops with :class:`NonFiniteError` naming the quantity and step if
+    anything becomes NaN/inf; the error carries the last good state. ``state`` resumes a
+    previous run.
 
     ``on_eval(result)``, if given, is called after each evaluation with a :class:`FitResult`
     of the chunks finished so far (e.g. to save a checkpoint or update a progress bar).
@@ -340,20 +411,63 @@ def fit(
     force it; a :class:`~adasym_jax.checkpoint.Standardization` is used as given. When the
     data are standardized, data and test data are mapped through it, the result carries it as
     ``result.standardization`` and its test NLLs (and the progress bar's) are in data units.
+
+    Training to convergence (as sbi's NPE: ``validation_fraction=0.1, patience=20``;
+    flowjax's ``fit_to_data``: patience 5):
+
+    - ``validation_fraction`` (in ``[0, 1)``): that share of the rows of ``data`` is held out
+      by :func:`validation_split` (a fixed permutation) *before* the standardization
+      statistics are fitted on the rest; the model never trains on them. After every chunk
+      the validation loss, the exact NLL of p_θ on those rows (for every method, as NPE
+      uses; data units), is recorded per seed in ``result.val_curve``. 0 (default): no split,
+      exactly the fixed-length behaviour.
+    - ``patience`` (``None`` or >= 1, needs ``validation_fraction`` > 0): a seed stops after
+      ``patience`` evaluations in a row without a strictly lower validation loss than its best
+      so far, and ``result.state`` holds, per seed, the state of its best evaluation
+      (``result.best_val``, ``result.best_step``); training ends when every seed has stopped or
+      at ``num_steps``. ``None`` (default): the fixed step count of the paper's runs.
+    - ``eval_every`` ``None`` (default): one epoch (:func:`steps_per_epoch`; patience then
+      counts epochs, as in NPE; a full-batch epoch is one step) when ``patience`` is given,
+      else 100 steps. A given ``eval_every`` is kept as is: patience counts evaluations.
+
+    How stopped seeds stay put in one program: every chunk still runs all seeds (one
+    compiled vmapped program, whatever the seeds' stopping times); afterwards a small
+    compiled select keeps, leaf by leaf, ``where(active, new, old)``, so a stopped seed's
+    parameters, optimizer states, multipliers and key no longer change (its wasted compute is
+    what a mask inside the vmapped chunk would cost too, since ``vmap`` turns a branch on a
+    per-seed flag into computing both sides; the select leaves the compiled chunk as it is).
+    Only ``state.step``, the run's clock, advances for all seeds, so the returned state is at
+    the run's last step for every seed. A stopped seed's training metrics in ``history`` and
+    its later ``val_curve`` entries are NaN (it did not train); its non-finite values are
+    not errors; ``evals`` keep evaluating its frozen state. The best-state pytree is updated by
+    the same select, ``where(improved, state, best)``. ``result.evals`` evaluate the training
+    state; the returned best state's test metrics are those at ``result.best_step``.
     """
     check_points(data, None, "data", min_rows=2)
     if config.context_dim:
         raise ValueError("fit() covers unconditional models; drive Trainer.run with a context")
-    if num_steps < 1 or eval_every < 1:
+    if num_steps < 1 or (eval_every is not None and eval_every < 1):
         raise ValueError("num_steps and eval_every must be >= 1")
+    check_early_stopping(validation_fraction, patience)
     dim = data.shape[1]
+    train_rows, val_rows = validation_split(data.shape[0], validation_fraction)
+    val = None
+    if val_rows.size:
+        data, val = np.asarray(data)[train_rows], np.asarray(data)[val_rows]
     test = data if test_data is None else test_data
     check_points(test, dim, "test data", min_rows=1)
     standardizer = choose_standardization(standardize, data, config.bound)
     if standardizer is not None:
         data, test = (np.asarray(standardizer.apply(np.asarray(a, np.float32)), np.float32) for a in (data, test))
+        if val is not None:
+            val = np.asarray(standardizer.apply(np.asarray(val, np.float32)), np.float32)
     x = jnp.asarray(data, jnp.float32)
     trainer = trainer or Trainer(config, dim)
+    shift = 0.0 if standardizer is None else float(standardizer.log_det)
+    per_epoch = steps_per_epoch(config, x.shape[0])
+    early = patience is not None
+    if eval_every is None:
+        eval_every = per_epoch if early else 100
 
     def evaluate(s: TrainState) -> dict[str, np.ndarray]:  # test NLLs in data units
         ev = trainer.evaluate(s, test)
@@ -361,24 +475,36 @@ def fit(
             return ev
         return {k: v + standardizer.log_det if k in NLL_KEYS else v for k, v in ev.items()}
 
+    def val_nll(s: TrainState) -> np.ndarray:  # (S,), data units
+        return -np.asarray(trainer.log_prob(s, val), np.float64).mean(axis=1) + shift
+
     seeds_ = seed_list(seeds)
     state = trainer.init(seeds_) if state is None else state
     start = int(np.asarray(state.step).reshape(-1)[0])
+    num_seeds = len(seeds_)
 
     chunks = [eval_every] * (num_steps // eval_every) + ([num_steps % eval_every] if num_steps % eval_every else [])
     history: dict[str, list] = {}
     evals: dict[str, list] = {}
     eval_steps: list[int] = []
+    val_curve: list[np.ndarray] = []
     timing = {"run": 0.0, "compile": 0.0}
+    # Validation bookkeeping (host side, per seed): best loss, its step, evaluations since it.
+    active = np.ones(num_seeds, bool)
+    best_val = np.full(num_seeds, np.inf)
+    best_step = np.full(num_seeds, start, np.int64)
+    since = np.zeros(num_seeds, np.int64)
+    stopped_step = np.full(num_seeds, -1, np.int64)
+    best_state = state
     # (state, step, chunks recorded): rebound in one assignment once a chunk is fully recorded,
     # so an interrupt anywhere sees a consistent last finished chunk.
     committed = (state, start, 0)
 
-    def result_of(n: int) -> FitResult:
+    def result_of(n: int, final: Optional[TrainState] = None) -> FitResult:
         good, step, _ = committed
-        return FitResult(
+        out = FitResult(
             trainer=trainer,
-            state=good,
+            state=good if final is None else final,
             seeds=seeds_,
             history={k: np.concatenate(v[:n], axis=1) for k, v in history.items()},
             eval_steps=eval_steps[:n],
@@ -386,7 +512,17 @@ def fit(
             steps_per_second=(step - start) / max(timing["run"], 1e-9),
             compile_seconds=timing["compile"],
             standardization=standardizer,
+            steps_per_epoch=per_epoch,
         )
+        if val is not None:
+            curve = np.stack(val_curve[:n], axis=1) if n else np.zeros((num_seeds, 0))
+            out.val_curve = curve
+            out.best_val = np.where(np.isfinite(best_val), best_val, np.nan) if n else np.full(num_seeds, np.nan)
+            out.best_step = best_step.copy()
+        if early and final is not None:
+            out.stopped_step = stopped_step.copy()
+            out.stopped_epoch = stopped_step / per_epoch
+        return out
 
     bar = None
     try:
@@ -403,9 +539,29 @@ def fit(
             new_state, metrics = compiled[length](state, x, None)
             metrics = {k: np.asarray(v) for k, v in metrics.items()}
             timing["run"] += time.perf_counter() - t0
-            raise_if_nonfinite(metrics, new_state, state, done, length)
+            if early and not active.all():
+                # stopped seeds: keep their state (the clock moves on), their metrics are NaN
+                new_state = _select_seeds(jnp.asarray(active), new_state, state).replace(step=new_state.step)
+                raise_if_nonfinite({k: v[active] for k, v in metrics.items()}, new_state, state, done, length)
+                metrics = {k: np.where(active[:, None], v.astype(np.result_type(v, np.float32)), np.nan) for k, v in metrics.items()}
+            else:
+                raise_if_nonfinite(metrics, new_state, state, done, length)
             state, done = new_state, done + length
             ev = evaluate(state)
+            if val is not None:
+                v = val_nll(state)
+                improved = active & (v < best_val)  # NaN never improves
+                if improved.any():
+                    best_val = np.where(improved, v, best_val)
+                    best_step = np.where(improved, done, best_step)
+                    if early:
+                        best_state = _select_seeds(jnp.asarray(improved), state, best_state)
+                val_curve.append(np.where(active, v, np.nan))
+                if early:
+                    since = np.where(improved, 0, since + active)
+                    newly = active & (since >= patience)
+                    stopped_step = np.where(newly, done, stopped_step)
+                    active = active & ~newly
             for k, v in metrics.items():
                 history.setdefault(k, []).append(v)
             for k, v in ev.items():
@@ -414,9 +570,16 @@ def fit(
             committed = (state, done, len(eval_steps))
             if bar is not None:
                 bar.update(length)
-                bar.set_postfix(test_nll_p=f"{np.mean(ev['test_nll_p']):.3f}")
+                post = {"test_nll_p": f"{np.mean(ev['test_nll_p']):.3f}"}
+                if val is not None:
+                    post["val_nll"] = f"{np.nanmean(val_curve[-1]) if np.isfinite(val_curve[-1]).any() else np.nan:.3f}"
+                if early:
+                    post["active"] = f"{int(active.sum())}/{num_seeds}"
+                bar.set_postfix(**post)
             if on_eval is not None:
                 on_eval(result_of(len(eval_steps)))
+            if early and not active.any():
+                break
     except FitInterrupted:
         raise
     except KeyboardInterrupt:
@@ -427,7 +590,10 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
-    return result_of(len(eval_steps))
+    if not early:
+        return result_of(len(eval_steps))
+    stopped_step = np.where(stopped_step < 0, done, stopped_step)  # the cap stopped them
+    return result_of(len(eval_steps), final=best_state.replace(step=state.step))
 
 
 def _progress(total: int, enabled: bool, desc: str, initial: int = 0):
