@@ -39,8 +39,8 @@ class TrainConfig:
     from eq. (18)'s weight log p_θ(y) − log q̃_ψ(y) (unbiased, lower variance; docs/decisions.md):
     ``"loo"`` the leave-one-out mean of the other samples' weights, ``"log_zeta"`` minus
     log ζ̂ (per condition u_i under B.6), ``"log_zeta_loo"`` both, ``"auto"`` (default)
-    ``"loo"`` for unconditional and ``"log_zeta_loo"`` for conditional models, ``"none"`` the
-    paper's weight verbatim.
+    ``"loo"`` (measured best or within 6 %, conditional too), ``"none"`` the paper's weight
+    verbatim.
 
     Optimization (C.3, D.1): Adam with ``adam_b1``, ``adam_b2`` for θ (``lr_flow``) and ψ
     (``lr_ebm``); multipliers by ``dual_optimizer`` (``"adam"``, default: Adam with the same

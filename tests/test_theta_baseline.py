@@ -24,7 +24,7 @@ def test_leave_one_out_mean_matches_a_loop():
 
 def test_auto_resolves_by_conditioning(tiny_config):
     assert theta_baseline_mode(tiny_config) == "loo"
-    assert theta_baseline_mode(tiny_config.replace(context_dim=2)) == "log_zeta_loo"
+    assert theta_baseline_mode(tiny_config.replace(context_dim=2)) == "loo"
     assert theta_baseline_mode(tiny_config.replace(theta_baseline="none", context_dim=2)) == "none"
 
 
