@@ -35,6 +35,10 @@ RUN_FILES = ("config.json", "metrics.json", "checkpoint.json", "density.png", "c
 # show the two moons with log ζ̂ near its band (measured: benchmarks/results/demo.md).
 DEMO = {"dataset": "moons", "method": "adasym", "seeds": "2", "steps": 1000, "eval_every": 100}
 DEFAULTS = {"method": "adasym", "seeds": "5", "steps": 1000, "eval_every": 100}
+# `train --method nf` on user data (--data) trains to convergence by default, as sbi's NPE does:
+# 10 % of the rows validate, a seed stops after 20 epochs without a lower validation NLL and
+# keeps its best parameters; --steps is the cap. --fixed-steps restores the fixed-length run.
+CONVERGENCE = {"validation_fraction": 0.1, "patience": 20}
 PREVIEW_ROWS = 5000
 
 
@@ -91,10 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     from adasym_jax.config import METHODS  # light: no JAX import
 
     t.add_argument("--method", choices=METHODS, help="adasym (default), nf (maximum likelihood), weighted (P-W) or wgan")
-    t.add_argument("--steps", type=int, help="total training steps (default 1000; demo 1000)")
+    t.add_argument("--steps", type=int, help="total training steps, the cap when training to convergence (default 1000; demo 1000)")
     t.add_argument("--seeds", help="'5' = seeds 0-4; '2,7' = exactly those (default 5; demo 2)")
     t.add_argument("--out", required=True, help="run folder to create")
-    t.add_argument("--eval-every", type=int, help="steps between test evaluations (default 100; demo 100)")
+    t.add_argument("--eval-every", type=int, help="steps between test evaluations (default 100; demo 100; one epoch when training to convergence)")
+    t.add_argument("--validation-fraction", type=float, help="fraction of the training rows held out to validate (exact NLL of p_θ) after each evaluation (default 0.1 when training to convergence, else 0)")
+    t.add_argument("--patience", type=int, help="stop a seed after this many evaluations without a lower validation NLL and keep its best parameters (default 20 for --method nf on --data, else off: a fixed number of steps)")
+    t.add_argument("--fixed-steps", action="store_true", help="train exactly --steps steps, no early stopping (the default except for --method nf on --data)")
     t.add_argument("--checkpoint-every", type=int, default=0, help="also save the checkpoint every K steps (rounded up to --eval-every; default: at the end, and on Ctrl-C the last finished chunk)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     t.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps")
@@ -260,15 +267,38 @@ def _new_settings(args):
         "eval_every": args.eval_every if args.eval_every is not None else base["eval_every"],
         "demo": demo,
     }
+    from adasym_jax.runner import check_early_stopping, validation_split
+
+    if args.fixed_steps and args.patience is not None:
+        raise UsageError("adasym train: error: --fixed-steps and --patience exclude each other")
+    converge = settings["method"] == "nf" and settings["data"] is not None and not args.fixed_steps
+    patience = args.patience if args.patience is not None else (CONVERGENCE["patience"] if converge else None)
+    fraction = args.validation_fraction
+    if fraction is None:
+        fraction = CONVERGENCE["validation_fraction"] if patience is not None else 0.0
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"--validation-fraction must be in [0, 1), got {fraction}")
+    if patience is not None and patience < 1:
+        raise ValueError(f"--patience must be >= 1, got {patience}")
+    if patience is not None and fraction == 0.0:
+        raise ValueError("--patience needs a validation split: --validation-fraction must be > 0 (e.g. 0.1)")
+    check_early_stopping(fraction, patience)
+    settings["validation_fraction"], settings["patience"] = float(fraction), patience
+    if patience is not None and args.eval_every is None:
+        settings["eval_every"] = None  # one epoch, resolved once the config is known (cmd_train)
     if settings["dataset"]:
         dataset_spec(settings["dataset"])  # unknown names fail here
     if not 0.0 <= args.test_fraction < 1.0:
         raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
     train, test, _ = _load_train_data(settings)
+    try:
+        fit_rows = validation_split(len(train), fraction)[0]  # fit holds out the same rows to validate
+    except ValueError as err:
+        raise ValueError(str(err).replace("validation_fraction=", "--validation-fraction ", 1)) from None
     standardize = args.standardize == "on" or (
         args.standardize == "auto" and (settings["data"] is not None or settings["dataset"] == "spiral")
     )
-    standardizer = Standardization.fit(train) if standardize else None
+    standardizer = Standardization.fit(train[fit_rows]) if standardize else None
     settings["standardization"] = None if standardizer is None else standardizer.to_dict()
     return settings, train, test, standardizer
 
@@ -296,7 +326,7 @@ def cmd_train(args) -> int:
 
     from adasym_jax.checkpoint import save_checkpoint
     from adasym_jax.results import CONFIG_FILE, METRICS_FILE, is_run, load_run, metrics_from_fit, write_json
-    from adasym_jax.runner import FitInterrupted, NonFiniteError, Trainer, fit
+    from adasym_jax.runner import FitInterrupted, NonFiniteError, Trainer, fit, steps_per_epoch, validation_split
 
     out = Path(args.out)
     for name in ("steps", "eval_every"):
@@ -310,9 +340,10 @@ def cmd_train(args) -> int:
 
     previous = None
     if args.resume:
-        given = [f for f in ("dataset", "data", "test_data", "method", "seeds") if getattr(args, f) is not None] + (
-            ["set"] if args.overrides else []
-        )
+        given = [
+            f for f in ("dataset", "data", "test_data", "method", "seeds", "validation_fraction", "patience")
+            if getattr(args, f) is not None
+        ] + (["set"] if args.overrides else []) + (["fixed_steps"] if args.fixed_steps else [])
         if given:
             raise ValueError(f"--resume takes data, method, seeds and config from {out}; drop --{given[0].replace('_', '-')}")
         run = load_run(out)
@@ -332,6 +363,9 @@ def cmd_train(args) -> int:
             previous = json.loads((out / METRICS_FILE).read_text())
         done = int(np.asarray(state.step).reshape(-1)[0])
         remaining = settings["steps"] - done
+        if settings.get("converged"):
+            print(f"{out} stopped early at step {done}: every seed's validation NLL stopped improving; nothing to resume")
+            return 0
         if remaining <= 0:
             print(f"{out} is already at step {done} (target {settings['steps']}); pass a larger --steps to continue")
             return 0
@@ -350,6 +384,9 @@ def cmd_train(args) -> int:
         trainer = Trainer(config, train.shape[1])
         state = trainer.init(seeds)
         done, remaining = 0, settings["steps"]
+        if settings["eval_every"] is None:  # training to convergence: evaluate once per epoch
+            n_fit = len(validation_split(len(train), settings["validation_fraction"])[0])
+            settings["eval_every"] = steps_per_epoch(config, n_fit)
     command = "adasym " + shlex.join(getattr(args, "argv", ["train"]))
     if args.resume and settings.get("command"):
         # the command that started the run stays; each resume is appended
@@ -415,8 +452,12 @@ def cmd_train(args) -> int:
             trainer=trainer,
             on_eval=on_eval,
             standardize=False,  # the command standardizes itself (--standardize) and saves the statistics
+            validation_fraction=settings.get("validation_fraction", 0.0),
+            patience=settings.get("patience"),
         )
         latest[0] = result
+        if result.stopped_step is not None:
+            settings["converged"] = _step_of(result.state) < settings["steps"]  # every seed stopped before the cap
         metrics = metrics_of(result)
         save(result.state, metrics)
     except NonFiniteError as err:
@@ -445,6 +486,13 @@ def cmd_train(args) -> int:
         from adasym_jax.results import load_run as _load
 
         plot_run(_load(out), train[:PREVIEW_ROWS], metrics, out)
+    if "stopping_step" in metrics:
+        print(
+            f"early stopping (patience {settings['patience']} evaluations): seeds stopped at steps "
+            f"{', '.join(str(int(v)) for v in metrics['stopping_step'])} (cap {target}); each keeps its best "
+            f"parameters: validation NLL {np.nanmean(metrics['best_val_nll']):.4f}, test NLL of p_θ "
+            f"{np.nanmean(metrics['restored_test_nll_p']):.4f} on average (data units)"
+        )
     _print_summary(metrics, out)
     line = zeta_band_line(metrics, config)
     if line:

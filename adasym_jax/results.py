@@ -99,7 +99,9 @@ def metrics_from_fit(
     With a validation split (``fit(validation_fraction=...)``) also ``val_nll`` (seeds × E, the
     exact NLL of p_θ on the validation rows, data units, ``null`` after a seed stopped),
     ``best_val_nll`` and ``best_val_step`` (seeds,); with early stopping (``patience``) also
-    ``stopping_step`` and ``stopping_epoch`` (seeds,) and ``steps_per_epoch``.
+    ``stopping_step`` and ``stopping_epoch`` (seeds,), ``steps_per_epoch``, and
+    ``restored_test_nll_p`` / ``restored_test_nll_q`` (seeds,): the test NLLs of the returned
+    state, each seed's best-validation evaluation (``last_*`` stay those of the last evaluation).
     """
     own = getattr(result, "standardization", None)
     if own is not None:  # fit standardized itself: its evals are already in data units
@@ -176,6 +178,10 @@ def metrics_from_fit(
         out["best_val_nll"] = np.asarray(result.best_val, np.float64) + shift
         out["best_val_step"] = np.asarray(result.best_step, np.int64)
     if getattr(result, "stopped_step", None) is not None:
+        # the returned state is each seed's best-validation one: its test NLLs are those evaluated there
+        at = [np.nonzero(out["eval_steps"] == b)[0] for b in np.asarray(result.best_step)]
+        for k in ("test_nll_p", "test_nll_q"):
+            out["restored_" + k] = np.array([out[k][s, i[-1]] if i.size else np.nan for s, i in enumerate(at)], np.float64)
         out["stopping_step"] = np.asarray(result.stopped_step, np.int64)
         out["stopping_epoch"] = np.asarray(result.stopped_epoch, np.float64)
         out["steps_per_epoch"] = int(result.steps_per_epoch)

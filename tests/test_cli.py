@@ -368,3 +368,77 @@ def test_plots_name_the_run_and_its_step(run_dir, tmp_path, monkeypatch):
     assert calls["plot_density_maps"]["title"] == f"{run_dir.name}: adasym, step 4 (data units)"
     assert calls["plot_curves"]["title"] == f"{run_dir.name}: adasym, step 4"
     assert calls["plot_curves"]["zeta_band"] == pytest.approx((0.0, np.log1p(0.1)))
+
+
+# --- training to convergence (issue 11 item 2) -------------------------------------------
+NF_TINY = ["--set", "num_transforms=2", "num_bins=4", "flow_hidden=8", "lr_flow=3e-2"]
+
+
+def _user_data(tmp_path, rows=60) -> str:
+    return _write(tmp_path / "user.npy", (np.random.default_rng(0).normal(size=(rows, 2)) * 3).astype(np.float32))
+
+
+def test_nf_on_user_data_trains_to_convergence_by_default(tmp_path, capsys):
+    out = tmp_path / "nf"
+    code = cli.main(["train", "--method", "nf", "--data", _user_data(tmp_path), "--steps", "300", "--seeds", "2",
+                     "--out", str(out), "--quiet", "--no-plots", *NF_TINY])  # fmt: skip
+    assert code == 0
+    run = json.loads((out / "config.json").read_text())["run"]
+    assert (run["validation_fraction"], run["patience"]) == (cli.CONVERGENCE["validation_fraction"], cli.CONVERGENCE["patience"])
+    assert run["eval_every"] == 1  # one epoch of a full-batch run
+    m = json.loads((out / "metrics.json").read_text())
+    assert np.asarray(m["val_nll"], dtype=float).shape == (2, len(m["eval_steps"]))
+    stop = np.asarray(m["stopping_step"])
+    assert stop.shape == (2,) and stop.max() == m["final_step"] <= 300
+    np.testing.assert_array_equal(m["stopping_epoch"], stop / m["steps_per_epoch"])
+    assert len(m["best_val_nll"]) == 2 and len(m["restored_test_nll_p"]) == 2
+    assert "early stopping (patience 20 evaluations)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags", [["--method", "nf", "--fixed-steps"], ["--method", "adasym"]])
+def test_fixed_steps_and_adasym_keep_the_fixed_length_run(flags, tmp_path):
+    out = tmp_path / "fixed"
+    code = cli.main(["train", *flags, "--data", _user_data(tmp_path), "--steps", "4", "--eval-every", "2", "--seeds", "2",
+                     "--out", str(out), "--quiet", "--no-plots", *TINY])  # fmt: skip
+    assert code == 0
+    run = json.loads((out / "config.json").read_text())["run"]
+    assert (run["validation_fraction"], run["patience"]) == (0.0, None)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["eval_steps"] == [2, 4] and m["final_step"] == 4
+    assert not {"val_nll", "stopping_step", "stopping_epoch"} & set(m)
+
+
+def test_patience_on_a_built_in_set_with_a_given_fraction(tmp_path):
+    out = tmp_path / "es"
+    code = cli.main(["train", *SMALL_DATA, "--method", "nf", "--patience", "2", "--validation-fraction", "0.25",
+                     "--steps", "6", "--eval-every", "2", "--seeds", "2", "--out", str(out), "--quiet", "--no-plots", *TINY])  # fmt: skip
+    assert code == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert np.asarray(m["val_nll"], dtype=float).shape[0] == 2 and len(m["stopping_step"]) == 2
+    run = json.loads((out / "config.json").read_text())["run"]
+    assert (run["validation_fraction"], run["patience"]) == (0.25, 2)
+
+
+@pytest.mark.parametrize(
+    "flags, code, message",
+    [
+        (["--patience", "0"], 1, "--patience must be >= 1"),
+        (["--validation-fraction", "1.5"], 1, "--validation-fraction must be in [0, 1)"),
+        (["--validation-fraction", "0", "--patience", "3"], 1, "--patience needs a validation split"),
+        (["--fixed-steps", "--patience", "3"], 2, "--fixed-steps and --patience exclude each other"),
+        (["--rows", "4"], 1, "--validation-fraction 0.1 of 4 rows leaves 0 validation and 4 training rows"),
+    ],
+)
+def test_bad_early_stopping_values_give_one_line(flags, code, message, tmp_path, capsys):
+    out = tmp_path / "bad"
+    rows = int(flags[1]) if flags[0] == "--rows" else 60
+    test = _write(tmp_path / "test.npy", np.zeros((3, 2), np.float32))
+    flags = ["--test-data", test] if flags[0] == "--rows" else flags
+    got = cli.main(["train", "--method", "nf", "--data", _user_data(tmp_path, rows), *flags, "--out", str(out), "--steps", "2"])
+    assert got == code and message in _one_line_error(capsys, got)
+    assert not out.exists()
+
+
+def test_resume_takes_early_stopping_from_the_run(run_dir, capsys):
+    code = cli.main(["train", "--out", str(run_dir), "--resume", "--patience", "3"])
+    assert code == 1 and "drop --patience" in _one_line_error(capsys, code)

@@ -104,6 +104,8 @@ def test_metrics_json_contract(stopped):
     np.testing.assert_array_equal(m["stopping_epoch"], result.stopped_epoch)
     np.testing.assert_array_equal(m["best_val_nll"], result.best_val)
     assert m["steps_per_epoch"] == 4
+    idx = [result.eval_steps.index(int(b)) for b in result.best_step]
+    np.testing.assert_array_equal(m["restored_test_nll_p"], result.evals["test_nll_p"][np.arange(3), idx])
 
 
 def _manual(trainer, x, seeds, chunks):
