@@ -146,6 +146,7 @@ def metrics_from_fit(
     p, q = cur["test_nll_p"], cur["test_nll_q"]
     out = {
         "method": result.trainer.config.method,
+        "flow": result.trainer.config.flow,  # which p_θ (the NF baseline uses the same one)
         "seeds": list(result.seeds),
         "eval_steps": cur["eval_steps"],
         "test_nll_p": p,

@@ -46,6 +46,8 @@ def _one_line_error(capsys, code: int) -> str:
 def test_train_writes_the_results_contract(run_dir):
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["method"] == "adasym"
+    cfg_flow = json.loads((run_dir / "config.json").read_text())["config"]["flow"]
+    assert m["flow"] == cfg_flow == "autoregressive"  # both files say which p_θ (the default)
     assert m["seeds"] == [3, 5, 6, 8, 9]
     assert m["eval_steps"] == [2, 4]
     for key in ("test_nll_p", "test_nll_q", "log_zeta"):
