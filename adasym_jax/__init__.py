@@ -38,8 +38,13 @@ from adasym_jax._version import __version__
 # distrax (with TensorFlow Probability's substrate) takes a while to import: the export
 # names load on first use (PEP 562), so `import adasym_jax` stays light.
 _LAZY = {
-    name: "adasym_jax.export"
-    for name in ("EnergyDensity", "FlowDistribution", "estimate_log_zeta", "export_state", "to_distrax", "to_energy")
+    **{
+        name: "adasym_jax.export"
+        for name in ("EnergyDensity", "FlowDistribution", "estimate_log_zeta", "export_state", "to_distrax", "to_energy")
+    },
+    # plots (matplotlib loads on first use) and the densities they draw
+    **{name: "adasym_jax.plotting" for name in ("grid_points", "plot_density_maps", "plot_limits")},
+    "log_densities": "adasym_jax.results",
 }
 
 
@@ -88,6 +93,10 @@ __all__ = [
     "constraint_values",
     "dual_gradients",
     "fit",
+    "grid_points",
+    "log_densities",
+    "plot_density_maps",
+    "plot_limits",
     "init_state",
     "lagrangian",
     "load_dataset",
