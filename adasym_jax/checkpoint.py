@@ -55,6 +55,11 @@ class Standardization:
     The spline flow acts on ``[-B, B]``, so data are usually standardized; the statistics are
     saved with the run (``save_checkpoint(..., standardization=s)``) so that densities and
     samples can be mapped back to data space. ``mean`` and ``std`` are float32 ``(dim,)``.
+
+    The one standardization type of the package (2D runs, SBI's β, latent and pixel runs).
+    Sign convention, everywhere: :attr:`log_det` is ``log |det dx/dz| = Σ log std`` (data per
+    standardized unit), so ``log p_data(x) = log p_z(apply(x)) − log_det`` and an NLL in data
+    units is the standardized NLL ``+ log_det``.
     """
 
     mean: np.ndarray
@@ -103,17 +108,33 @@ class Standardization:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Standardization":
-        """Inverse of :meth:`to_dict`; a malformed entry raises :class:`CheckpointError`."""
+        """Inverse of :meth:`to_dict`; a malformed entry raises :class:`CheckpointError`.
+        ``"scale"`` is read as ``"std"`` (the key of SBI run settings written before the two
+        were one type)."""
+        if isinstance(d, Mapping) and "std" not in d and "scale" in d:
+            d = {"mean": d.get("mean"), "std": d["scale"]}
         if not isinstance(d, Mapping) or "mean" not in d or "std" not in d:
             raise CheckpointError("standardization entry must be a mapping with keys 'mean' and 'std'")
         return cls(np.asarray(d["mean"]), np.asarray(d["std"]))
+
+
+#: Keys of standardizations saved before :class:`Standardization` was the only type:
+#: ``adasym latent`` wrote ``extra["latent_mean"/"latent_std"]`` (autoencoder latents) or
+#: ``extra["pixel_mean"/"pixel_std"]`` (pixel space) instead of ``extra["standardization"]``.
+LEGACY_STANDARDIZATION_KEYS = (("latent_mean", "latent_std"), ("pixel_mean", "pixel_std"))
 
 
 def read_standardization(source: Union[PathLike, Mapping[str, Any]]) -> Optional[Standardization]:
     """The :class:`Standardization` stored with a checkpoint (folder or its metadata dict), or
     ``None`` if the run was trained on raw data."""
     meta = source if isinstance(source, Mapping) else read_metadata(source)
-    entry = (meta.get("extra") or {}).get(STANDARDIZATION_KEY)
+    extra = meta.get("extra") or {}
+    entry = extra.get(STANDARDIZATION_KEY)
+    if entry is None:  # a latent run folder written before the one type (see LEGACY_STANDARDIZATION_KEYS)
+        for mean_key, std_key in LEGACY_STANDARDIZATION_KEYS:
+            if mean_key in extra and std_key in extra:
+                entry = {"mean": extra[mean_key], "std": extra[std_key]}
+                break
     return None if entry is None else Standardization.from_dict(entry)
 
 

@@ -153,15 +153,15 @@ def _stamp(d: Path, m: dict, seconds: float) -> dict:
 
 def _decoded_samples(run_dir: Path, ae) -> np.ndarray:
     from adasym_jax.checkpoint import load_checkpoint
-    from adasym_jax.latent.autoencoder import LatentScaler, decode
+    from adasym_jax.checkpoint import read_standardization
+    from adasym_jax.latent.autoencoder import decode
     from adasym_jax.runner import Trainer
     from adasym_jax.config import TrainConfig
 
     state, meta = load_checkpoint(run_dir)
     tr = Trainer(TrainConfig.from_dict(meta["config"]), meta["dim"])
     s = np.asarray(tr.sample(state, jax.random.PRNGKey(7), 50))[0]
-    sc = LatentScaler(np.asarray(meta["extra"]["latent_mean"], np.float32), np.asarray(meta["extra"]["latent_std"], np.float32))
-    return decode(ae.model, ae.params, sc.inverse(s))
+    return decode(ae.model, ae.params, np.asarray(read_standardization(meta).invert(s), np.float32))
 
 
 def _pixel_samples(run_dir: Path) -> np.ndarray:
@@ -172,7 +172,9 @@ def _pixel_samples(run_dir: Path) -> np.ndarray:
     state, meta = load_checkpoint(run_dir)
     tr = Trainer(TrainConfig.from_dict(meta["config"]), meta["dim"])
     s = np.asarray(tr.sample(state, jax.random.PRNGKey(7), 50))[0]
-    x = s * np.asarray(meta["extra"]["pixel_std"]) + np.asarray(meta["extra"]["pixel_mean"])
+    from adasym_jax.checkpoint import read_standardization
+
+    x = np.asarray(read_standardization(meta).invert(s))
     return x.reshape(-1, 8, 8, 1).astype(np.float32)
 
 

@@ -88,7 +88,7 @@ def test_sample_posterior_is_in_task_units_when_beta_is_standardized():
     z = np.asarray(r.trainer.sample(r.state, key, 500, np.asarray(r.observation)[None]))
     b = r.sample_posterior(key, 500)
     assert b.shape == z.shape == (1, 500, 2)
-    np.testing.assert_allclose(b, z * np.array(std["scale"]) + np.array(std["mean"]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(b, z * np.array(std["std"]) + np.array(std["mean"]), rtol=1e-5, atol=1e-5)  # Standardization.to_dict keys
     # a nearly untrained flow is close to its N(0, I) base in standardized units, i.e. spread
     # like the prior (std ≈ 20/√12 ≈ 5.8) in β units
     assert z.std() < 2.0 < 3.0 < b.std()

@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from adasym_jax.checkpoint import Standardization
+
 Array = jax.Array
 CHANNELS = (32, 64, 128, 256)
 MIN_SIZE, MAX_SIZE = 8, 64
@@ -214,23 +216,7 @@ def reconstruct(model: ConvAutoencoder, params: dict, images: np.ndarray, batch:
     return decode(model, params, encode(model, params, images, batch), batch)
 
 
-class LatentScaler(NamedTuple):
-    """Per-coordinate standardization of latents (the flow's splines act on [-B, B])."""
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, latents: np.ndarray) -> "LatentScaler":
-        latents = np.asarray(latents, np.float64)
-        return cls(latents.mean(0).astype(np.float32), np.maximum(latents.std(0), 1e-6).astype(np.float32))
-
-    def forward(self, latents: np.ndarray) -> np.ndarray:
-        return ((np.asarray(latents) - self.mean) / self.std).astype(np.float32)
-
-    def inverse(self, standardized: np.ndarray) -> np.ndarray:
-        return (np.asarray(standardized) * self.std + self.mean).astype(np.float32)
-
-    def log_det(self) -> float:
-        """log |det d(standardized)/d(latent)| = −Σ log std (add to a standardized log-density)."""
-        return float(-np.sum(np.log(self.std.astype(np.float64))))
+#: The standardization of latents (and of pixels in pixel space) is the package's one type,
+#: :class:`adasym_jax.checkpoint.Standardization` (``fit``, ``apply``, ``invert``, ``log_det``
+#: = +Σ log std); the old name stays importable.
+LatentScaler = Standardization

@@ -21,11 +21,10 @@ import jax
 import numpy as np
 from flax import serialization
 
-from adasym_jax.checkpoint import save_checkpoint
+from adasym_jax.checkpoint import Standardization, save_checkpoint
 from adasym_jax.config import TrainConfig
 from adasym_jax.latent.autoencoder import (
     AutoencoderFit,
-    LatentScaler,
     check_images,
     check_latent_dim,
     decode,
@@ -306,7 +305,8 @@ def run_images(
     """Autoencoder (C.2) on ``train_images``, then the flow (+ EBM) on standardized latents.
 
     Writes to ``out_dir``: ``config.json``, ``metrics.json``, the flow/EBM checkpoint
-    (``state.msgpack`` + ``checkpoint.json``; the latent scaler in its ``extra``), the
+    (``state.msgpack`` + ``checkpoint.json``; the latent :class:`~adasym_jax.checkpoint.Standardization`
+    in its ``extra``, so ``adasym sample --run`` returns latents in autoencoder units), the
     autoencoder (``autoencoder.msgpack`` + ``autoencoder.json``), ``samples.png`` (decoded
     samples of the first seed after training) and ``reconstructions.png``. Latent test NLLs
     are in standardized latent units. ``image_metric`` maps images ``(n, H, W, C)`` to a float
@@ -331,16 +331,16 @@ def run_images(
         ae = fit_autoencoder(train_images, test_images, autoencoder, progress)
     z_train = encode(ae.model, ae.params, train_images)
     z_test = encode(ae.model, ae.params, test_images)
-    scaler = LatentScaler.fit(z_train)
+    scaler = Standardization.fit(z_train)
 
     def to_images(latents_std: np.ndarray) -> np.ndarray:
-        return decode(ae.model, ae.params, scaler.inverse(latents_std))
+        return decode(ae.model, ae.params, _f32(scaler.invert(latents_std)))
 
     metric = None if image_metric is None else (lambda s: image_metric(to_images(s)))
     extras = {k: _decoded(fn, to_images) for k, fn in (extra_image_metrics or {}).items()}
     run = train_on_latents(
-        scaler.forward(z_train),
-        scaler.forward(z_test),
+        _f32(scaler.apply(z_train)),
+        _f32(scaler.apply(z_test)),
         config=config,
         recipe=recipe,
         seeds=seeds,
@@ -368,12 +368,26 @@ def run_images(
         out / "autoencoder.json",
         {"image_shape": list(train_images.shape[1:]), **dataclasses.asdict(autoencoder), "latent_mean": scaler.mean, "latent_std": scaler.std},
     )
-    save_checkpoint(out, core_state(run.state), config, run.trainer.dim, run.seeds, extra={"latent_mean": scaler.mean.tolist(), "latent_std": scaler.std.tolist()})
+    save_checkpoint(out, core_state(run.state), config, run.trainer.dim, run.seeds, extra=_latent_extra("autoencoder", scaler), standardization=scaler)
     samples = np.asarray(run.trainer.sample(run.state, jax.random.PRNGKey(7), 50))[0]
     if np.all(np.isfinite(samples)):
         save_grids(out / "samples.png", [to_images(samples)], [f"{config.method} samples (seed {run.seeds[0]})"], invert=invert_grids)
     save_grids(out / "reconstructions.png", [test_images[:50], recon[:50]], ["test images", "reconstructions"], invert=invert_grids)
     return metrics
+
+
+def _f32(a) -> np.ndarray:
+    return np.asarray(a, np.float32)
+
+
+def _latent_extra(space: str, scaler: Standardization) -> dict[str, Any]:
+    """The checkpoint ``extra`` of a latent run. The standardization itself is saved as
+    ``extra["standardization"]`` (so ``adasym sample/evaluate`` work in latent/pixel units);
+    ``latent_space`` names the space, and the pre-unification keys (``latent_mean``/``latent_std``
+    or ``pixel_mean``/``pixel_std``, the same numbers) stay for readers that detect a latent
+    run by them (``adasym_jax.cli.run_kind``)."""
+    prefix = "latent" if space == "autoencoder" else "pixel"
+    return {"latent_space": space, f"{prefix}_mean": scaler.mean.tolist(), f"{prefix}_std": scaler.std.tolist()}
 
 
 def _decoded(fn: Callable[[np.ndarray], float], to_images: Callable[[np.ndarray], np.ndarray]):
@@ -454,19 +468,19 @@ def run_pixels(
     shape = train_pixels.shape[1:]
     x_tr = dequantize(train_pixels, data_seed).reshape(len(train_pixels), -1)
     x_te = dequantize(test_pixels, data_seed + 1).reshape(len(test_pixels), -1)
-    scaler = LatentScaler.fit(x_tr)
+    scaler = Standardization.fit(x_tr)
     dim = x_tr.shape[1]
 
     def to_images(s: np.ndarray) -> np.ndarray:
-        return scaler.inverse(s).reshape((-1,) + tuple(shape))
+        return _f32(scaler.invert(s)).reshape((-1,) + tuple(shape))
 
     metric = None if image_metric is None else (lambda s: image_metric(to_images(s)))
     extras = {k: _decoded(fn, to_images) for k, fn in (extra_image_metrics or {}).items()}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     run = train_on_latents(
-        scaler.forward(x_tr),
-        scaler.forward(x_te),
+        _f32(scaler.apply(x_tr)),
+        _f32(scaler.apply(x_te)),
         config=config,
         recipe=recipe,
         seeds=seeds,
@@ -477,11 +491,11 @@ def run_pixels(
         progress=progress,
         extra_sample_metrics=extras,
     )
-    nll_unit = run.evals["test_nll_p"] - scaler.log_det()
+    nll_unit = run.evals["test_nll_p"] + scaler.log_det  # data units: + Σ log std (Standardization.log_det)
     run.evals["test_nll_p_unit"] = nll_unit
     run.evals["test_bits_per_pixel"] = np.vectorize(lambda v: discrete_bits_per_dim(v, dim))(nll_unit)
     metrics = _write_run(out, run, config, recipe, metric_name, {}, {"pixel_space": True, "dim": dim})
-    save_checkpoint(out, core_state(run.state), config, dim, run.seeds, extra={"pixel_mean": scaler.mean.tolist(), "pixel_std": scaler.std.tolist()})
+    save_checkpoint(out, core_state(run.state), config, dim, run.seeds, extra=_latent_extra("pixels", scaler), standardization=scaler)
     samples = np.asarray(run.trainer.sample(run.state, jax.random.PRNGKey(7), 50))[0]
     if np.all(np.isfinite(samples)):
         save_grids(out / "samples.png", [to_images(samples)], [f"{config.method} pixel-space samples"], invert=invert_grids)

@@ -97,8 +97,8 @@ class SBIResult:
 
     def standardization(self) -> Optional[Standardization]:
         """The map from training coordinates back to β, or ``None`` if β was not standardized."""
-        std = self.settings["standardization"]
-        return None if std is None else Standardization(np.asarray(std["mean"]), np.asarray(std["scale"]))
+        std = self.settings["standardization"]  # {"mean", "std"} ({"mean", "scale"} before issue 11)
+        return None if std is None else Standardization.from_dict(std)
 
 
 def reference_samples(task: SBITask, observation, key, kind: str = "exact", num: int = NUM_POSTERIOR_SAMPLES, tolerance: float = 0.05) -> np.ndarray:
@@ -171,12 +171,10 @@ def train_sbi(
         raise ValueError(f"config.context_dim={config.context_dim} but the task's obs_dim={task.obs_dim}")
     # Standardize β only if it leaves the spline's range; contexts stay raw (``adasym sample``
     # maps β back with the stored standardization and passes contexts unchanged).
-    mean = np.zeros(task.param_dim, np.float32)
-    scale = np.ones(task.param_dim, np.float32)
-    if np.max(np.abs(beta)) > 0.8 * config.bound:
-        mean, scale = beta.mean(axis=0), beta.std(axis=0)
-    to_z = lambda b: ((b - mean) / scale).astype(np.float32)  # noqa: E731
-    from_z = lambda z: (np.asarray(z) * scale + mean).astype(np.float32)  # noqa: E731
+    standardizer = Standardization.fit(beta) if np.max(np.abs(beta)) > 0.8 * config.bound else None
+    to_z = lambda b: np.asarray(b if standardizer is None else standardizer.apply(b), np.float32)  # noqa: E731
+    from_z = lambda z: np.asarray(z if standardizer is None else standardizer.invert(np.asarray(z)), np.float32)  # noqa: E731
+    log_det = 0.0 if standardizer is None else standardizer.log_det
 
     trainer = Trainer(config, task.param_dim)
     if method == "adasym":
@@ -201,7 +199,7 @@ def train_sbi(
         keys = jax.random.split(k, len(seeds_))
 
         def one(s, kk):
-            val = -jnp.mean(flow.apply({"params": s.flow_params}, vx, vctx, method="log_prob")) + float(np.sum(np.log(scale)))
+            val = -jnp.mean(flow.apply({"params": s.flow_params}, vx, vctx, method="log_prob")) + log_det
             smp = flow.apply({"params": s.flow_params}, kk, num_posterior_samples, u0_row, method="sample")
             return val, smp
 
@@ -247,7 +245,7 @@ def train_sbi(
         }
     out_curves = {k: np.stack(v, axis=1) for k, v in curves.items()}
     out_curves["val_nll"] = np.stack(val_curve, axis=1)
-    standardization = None if np.all(mean == 0) and np.all(scale == 1) else {"mean": mean.tolist(), "scale": scale.tolist()}
+    standardization = None if standardizer is None else standardizer.to_dict()
     settings = {
         "task": task.name,
         "method": method,
