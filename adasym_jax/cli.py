@@ -33,7 +33,9 @@ EXTENSIONS = ("adasym_jax.sbi_cli", "adasym_jax.latent_cli")
 RUN_FILES = ("config.json", "metrics.json", "checkpoint.json", "density.png", "curves.png", "data_preview.npy", "state*.msgpack")
 # The README demo: the paper's D.1 method and model on moons; 1000 steps is where both p_θ and q̃_ψ
 # show the two moons with log ζ̂ near its band (measured: benchmarks/results/demo.md).
-DEMO = {"dataset": "moons", "method": "adasym", "seeds": "2", "steps": 1000, "eval_every": 100}
+from adasym_jax.presets import demo as _demo_preset  # noqa: E402  (the settings live in presets.demo)
+
+DEMO = dict(_demo_preset().run)
 DEFAULTS = {"method": "adasym", "seeds": "5", "steps": 1000, "eval_every": 100}
 # `train --method nf` on user data (--data) trains to convergence by default, as sbi's NPE does:
 # 10 % of the rows validate, a seed stops after 20 epochs without a lower validation NLL and

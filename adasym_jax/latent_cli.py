@@ -1,9 +1,11 @@
 """``adasym latent``: the Section 5.3 pipeline (autoencoder -> flow/EBM on latents -> decoded
 samples) on a user's image array or on scikit-learn's bundled 8×8 digits.
 
-Registered by :mod:`adasym_jax.cli` through :func:`register`. Defaults are the paper's
-(C.2 autoencoder, D.3 training, :data:`adasym_jax.latent.run.PAPER_CONFIG`), so a user with
-64×64 CelebA as ``celeba.npy`` (N, 64, 64, 3) runs the paper's setting with
+Registered by :mod:`adasym_jax.cli` through :func:`register`. Defaults come from
+:func:`adasym_jax.presets.latent`: ``--preset celeba`` is the paper's (C.2 autoencoder, D.3
+training) and the default for ``--images``; ``--preset digits`` (the default for
+``--dataset digits``) is sized to finish in minutes on a laptop CPU. A user with 64×64 CelebA as
+``celeba.npy`` (N, 64, 64, 3) runs the paper's setting with
 
     adasym latent --images celeba.npy --latent-dim 100 --method adasym --seeds 5 --out runs/celeba
 
@@ -20,7 +22,11 @@ import numpy as np
 
 from adasym_jax.cli_args import add_set_argument, apply_overrides, parse_seeds
 
-DIGITS_LATENT = 16
+from adasym_jax.presets import LATENT_DATASETS
+from adasym_jax.presets import latent as latent_preset
+
+DIGITS_LATENT = latent_preset("digits").run["latent_dim"]
+_CELEBA = latent_preset("celeba").run
 
 
 def register(subparsers) -> None:
@@ -33,24 +39,29 @@ def register(subparsers) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--images", help="image array .npy or .npz[:key], shape (N, H, W, C), 8..64 pixels; uint8 is scaled to [-1, 1]")
     src.add_argument("--dataset", choices=("digits",), help="scikit-learn's bundled 8x8 digits (reports the Fréchet digits distance)")
+    p.add_argument(
+        "--preset", choices=LATENT_DATASETS,
+        help="settings (adasym_jax.presets.latent): celeba = the paper's D.3/C.2 (default with --images), "
+        "digits = EBM 2x256, 1000 ζ samples, a 200-step warm start (default with --dataset digits)",
+    )
     p.add_argument("--test-images", help="held-out images (default: a --test-fraction of --images)")
     p.add_argument("--test-fraction", type=float, default=0.1, help="held-out fraction of --images (default 0.1; digits: 0.2)")
-    p.add_argument("--latent-dim", type=int, help=f"autoencoder latent size (default 100 as in C.2; digits {DIGITS_LATENT})")
+    p.add_argument("--latent-dim", type=int, help=f"autoencoder latent size (default: the preset's; celeba {_CELEBA['latent_dim']} as in C.2, digits {DIGITS_LATENT})")
     p.add_argument("--method", choices=("adasym", "nf"), default="adasym", help="adasym (flow + EBM, the B.6 dual; default) or nf (the flow by maximum likelihood)")
     p.add_argument("--seeds", default="5", help="'5' = seeds 0-4; '2,7' = exactly those")
     p.add_argument("--out", required=True, help="run folder to create")
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
-    p.add_argument("--epochs", type=int, default=40, help="flow epochs (D.3: 40)")
+    p.add_argument("--epochs", type=int, help=f"flow epochs (default: the preset's; D.3: {_CELEBA['epochs']})")
     p.add_argument("--eval-every", type=int, default=1, help="epochs between evaluations (default 1)")
-    p.add_argument("--ae-epochs", type=int, default=20, help="autoencoder epochs (C.2: 20)")
-    p.add_argument("--ae-batch", type=int, default=128, help="autoencoder minibatch size (C.2: 128)")
-    p.add_argument("--ae-lr", type=float, default=1e-3, help="autoencoder Adam learning rate (C.2: 1e-3)")
+    p.add_argument("--ae-epochs", type=int, help=f"autoencoder epochs (default: the preset's; C.2: {_CELEBA['ae_epochs']})")
+    p.add_argument("--ae-batch", type=int, help=f"autoencoder minibatch size (default: the preset's; C.2: {_CELEBA['ae_batch']})")
+    p.add_argument("--ae-lr", type=float, help=f"autoencoder Adam learning rate (default: the preset's; C.2: {_CELEBA['ae_lr']:g})")
     p.add_argument("--no-warm-start", action="store_true", help="skip the B.8 warm start of the EBM")
-    p.add_argument("--warm-start-steps", type=int, default=1000, help="Adam steps of the B.8 warm start, regressing log q̃_ψ onto log p_θ (default 1000)")
-    p.add_argument("--warm-start-samples", type=int, default=1000, help="flow samples the warm start regresses on (default 1000)")
-    p.add_argument("--warm-start-lr", type=float, default=1e-3, help="Adam learning rate of the warm start (default 1e-3)")
+    p.add_argument("--warm-start-steps", type=int, help="Adam steps of the B.8 warm start, regressing log q̃_ψ onto log p_θ (default: the preset's; celeba 1000, digits 200)")
+    p.add_argument("--warm-start-samples", type=int, help="flow samples the warm start regresses on (default: the preset's; celeba 1000, digits 256)")
+    p.add_argument("--warm-start-lr", type=float, help="Adam learning rate of the warm start (default: the preset's, 1e-3)")
     p.add_argument("--no-temperature", action="store_true", help="T = 1 instead of D.3's 0.01")
-    p.add_argument("--zeta-every", type=int, default=100, help="refresh the ζ samples every K steps (D.3: 100; 1 = fresh every step)")
+    p.add_argument("--zeta-every", type=int, help=f"refresh the ζ samples every K steps (default: the preset's; D.3: {_CELEBA['zeta_every']}; 1 = fresh every step)")
     p.add_argument("--pixel-space", action="store_true", help="digits only: train on the 64 dequantized pixels, no autoencoder")
     p.add_argument("--metric-samples", type=int, default=1000, help="samples per seed for the Fréchet digits distance (and FID)")
     p.add_argument(
@@ -58,15 +69,27 @@ def register(subparsers) -> None:
         help="FID Inception-v3 weights as .npz of pytorch-fid's state dict (see adasym_jax.latent.inception): "
         "also report the real FID of decoded samples vs --metric-samples training images",
     )
-    add_set_argument(p, "overrides", "TrainConfig overrides on top of D.3, one or more per flag, repeatable")
+    add_set_argument(p, "overrides", "TrainConfig overrides on top of the preset, one or more per flag, repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress messages on stderr (results are still printed)")
     p.set_defaults(func=cmd_latent)
 
 
-def _config(args):
-    from adasym_jax.latent.run import PAPER_CONFIG
+_PRESET_ARGS = ("epochs", "latent_dim", "ae_epochs", "ae_batch", "ae_lr", "warm_start_steps", "warm_start_samples", "warm_start_lr", "zeta_every")
 
-    config = PAPER_CONFIG.replace(method=args.method)
+
+def _preset(args):
+    """The :func:`adasym_jax.presets.latent` preset of ``args`` (``--preset``, else by the data
+    source), with every unset run argument (``None``) filled from it in ``args``."""
+    name = args.preset or ("digits" if args.dataset == "digits" else "celeba")
+    preset = latent_preset(name)
+    for key in _PRESET_ARGS:
+        if getattr(args, key, None) is None:
+            setattr(args, key, preset.run[key])
+    return preset
+
+
+def _config(args):
+    config = _preset(args).config.replace(method=args.method)
     if args.no_temperature:
         config = config.replace(temperature=1.0)
     config = apply_overrides(config, args.overrides)
@@ -121,7 +144,7 @@ def cmd_latent(args: argparse.Namespace) -> int:
 
         split = load_digits_split(test_fraction=0.2)
         train, test = to_unit(split.train_pixels), to_unit(split.test_pixels)
-        latent_dim = DIGITS_LATENT if args.latent_dim is None else args.latent_dim
+        latent_dim = args.latent_dim  # the preset's unless given
         net = train_digits_classifier(train, split.train_labels, test, split.test_labels)
         metric, metric_name, invert = FrechetDigits(net, train), "frechet_digits_distance", True
         if say:
@@ -134,7 +157,7 @@ def cmd_latent(args: argparse.Namespace) -> int:
             train, test = images, load_image_file(args.test_images)
         else:
             train, test = _split(images, args.test_fraction)
-        latent_dim = 100 if args.latent_dim is None else args.latent_dim
+        latent_dim = args.latent_dim  # the preset's unless given
     check_images(train, "training images")
     if not args.pixel_space:
         check_latent_dim(latent_dim, train.shape[1:])

@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 from adasym_jax.cli_args import add_set_argument, apply_overrides, parse_numbers, parse_seeds
+from adasym_jax.presets import SBI_RUN
 
 
 def register(subparsers) -> None:
@@ -26,18 +27,18 @@ def register(subparsers) -> None:
     p.add_argument("--task", help=f"built-in task ({', '.join(TASKS)}) or module:attr naming an SBITask (or a function returning one)")
     p.add_argument("--pairs", help="instead of --task: .npz of simulations with arrays 'beta' (n, d) and 'u' (n, k)")
     p.add_argument("--reference", help="with --pairs: .npy of reference posterior samples at --observation")
-    p.add_argument("--num-simulations", type=int, default=1000, help="simulation budget N (built-in tasks)")
+    p.add_argument("--num-simulations", type=int, default=SBI_RUN["num_simulations"], help=f"simulation budget N (built-in tasks; default {SBI_RUN['num_simulations']})")
     p.add_argument("--method", choices=("adasym", "nf"), default="adasym", help="adasym (B.6 dual) or nf (NPE)")
     p.add_argument("--seeds", default="5", help="'5' = seeds 0-4; '2,7' = exactly those; trained at once (vmap; default 5)")
     p.add_argument("--out", required=True, help="output run folder")
     p.add_argument("--observation", help="u0 as comma-separated numbers (default: D.4's u0 of the task)")
-    p.add_argument("--steps", type=int, default=2000, help="training steps")
-    p.add_argument("--eval-every", type=int, default=200, help="steps between C2ST evaluations")
+    p.add_argument("--steps", type=int, default=SBI_RUN["steps"], help=f"training steps (default {SBI_RUN['steps']})")
+    p.add_argument("--eval-every", type=int, default=SBI_RUN["eval_every"], help=f"steps between C2ST evaluations (default {SBI_RUN['eval_every']})")
     p.add_argument("--zeta-per-condition", type=int, default=None, help="flow samples per condition for ζ(u_i)")
     p.add_argument("--abc", action="store_true", help="reference samples by D.4's rejection ABC instead of the exact posterior")
     p.add_argument("--no-mlp-c2st", action="store_true", help="skip the SBI-benchmark (MLP, 5-fold) C2ST")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the simulations and reference samples")
-    add_set_argument(p, "set", "TrainConfig overrides, one or more per flag, repeatable (e.g. --set lr_flow=1e-3 ebm_blocks=3)")
+    add_set_argument(p, "set", "TrainConfig overrides on top of D.4's preset (adasym_jax.presets.sbi), one or more per flag, repeatable (e.g. --set lr_flow=1e-3 ebm_blocks=3)")
     p.set_defaults(func=cmd_sbi)
 
 
@@ -69,7 +70,8 @@ def cmd_sbi(args: argparse.Namespace) -> int:
     import jax.numpy as jnp
 
     from adasym_jax.sbi.conditional import DEFAULT_ZETA_PER_CONDITION
-    from adasym_jax.sbi.run import sbi_config, train_sbi, write_run
+    from adasym_jax.presets import sbi as sbi_preset
+    from adasym_jax.sbi.run import train_sbi, write_run
     from adasym_jax.sbi.tasks import SBITask, get_task, load_pairs, validate_observation, validate_task
 
     data = reference = None
@@ -89,7 +91,7 @@ def cmd_sbi(args: argparse.Namespace) -> int:
         data = (beta, u)
     if observation is not None:
         validate_observation(task, observation)
-    config = sbi_config(task, args.method)
+    config = sbi_preset(task, args.method).config
     config = apply_overrides(config, args.set)
     config = config.replace(method=args.method)
     k = args.zeta_per_condition or DEFAULT_ZETA_PER_CONDITION

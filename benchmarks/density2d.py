@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench2d import Curves, command_line, device_string, oracle_nll, pm, train_members  # noqa: E402
 
 from adasym_jax.checkpoint import Standardization  # noqa: E402
-from adasym_jax.config import TrainConfig  # noqa: E402
+from adasym_jax import presets  # noqa: E402
 from adasym_jax.data import DATASETS, load_dataset  # noqa: E402
 from adasym_jax.plotting import grid_points, plot_limits  # noqa: E402
 from adasym_jax.results import log_densities  # noqa: E402
@@ -38,7 +38,7 @@ from adasym_jax.runner import Trainer  # noqa: E402
 SETS = ("rings", "gmm_grid", "gmm_ring", "spiral", "moons")
 STANDARDIZE = ("spiral",)
 DEFAULT = {"steps": 200, "eval_every": 40, "eval_zeta": 2000}
-PAPER = {"steps": 25_000, "eval_every": 500, "eval_zeta": 10_000}
+PAPER = {"steps": presets.density2d().run["steps"], "eval_every": 500, "eval_zeta": 10_000}
 
 
 def parse(argv=None):
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         write_report(results, oracles, args, float("nan"), out)
         plot(results, None, out)
         return 0
-    base = TrainConfig(lambda_init=0.01, eval_zeta_samples=args.eval_zeta)  # D.2
+    base = presets.density2d().config.replace(eval_zeta_samples=args.eval_zeta)  # D.2
     trainers = {"dual": Trainer(base, 2), "nf": Trainer(base.replace(method="nf"), 2)}
     results: dict[str, dict[str, Curves]] = {}
     maps = {}

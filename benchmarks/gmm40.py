@@ -29,12 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench2d import Curves, command_line, device_string, oracle_nll, pm, train_members  # noqa: E402
 
 from adasym_jax.baselines import PW_WEIGHTS, init_pw_grid, pw_grid_members  # noqa: E402
+from adasym_jax import presets  # noqa: E402
 from adasym_jax.config import TrainConfig  # noqa: E402
 from adasym_jax.data import DATASETS, load_dataset  # noqa: E402
 from adasym_jax.runner import Trainer  # noqa: E402
 
 DEFAULT = {"steps": 150, "eval_every": 30, "eval_zeta": 2000}
-PAPER = {"steps": 100_000, "eval_every": 1000, "eval_zeta": 10_000}
+PAPER = {"steps": presets.gmm40().run["steps"], "eval_every": 1000, "eval_zeta": 10_000}
 
 
 def parse(argv=None):
@@ -86,7 +87,7 @@ def main(argv=None) -> int:
     x, test = load_dataset("gmm40")
     oracle = oracle_nll(DATASETS["gmm40"].log_prob, test)
     t_start = time.time()
-    base = TrainConfig(eval_zeta_samples=args.eval_zeta)  # D.1 defaults
+    base = presets.gmm40().config.replace(eval_zeta_samples=args.eval_zeta)  # D.1
     runs: dict[str, Curves] = load_raw(out) if args.reuse and (out / "gmm40.json").is_file() else {}
     members: list = pw_grid_members(args.pw_seeds, PW_WEIGHTS) if "pw" in runs else []
     skip |= set(runs) | ({"c4"} if any(k.startswith("wgan_") for k in runs) else set())

@@ -22,6 +22,8 @@ import numpy as np
 from adasym_jax.checkpoint import Standardization, save_checkpoint
 from adasym_jax.config import TrainConfig
 from adasym_jax.jit import tuned_jit
+from adasym_jax.presets import SBI_RUN
+from adasym_jax.presets import sbi as sbi_preset
 from adasym_jax.runner import Trainer, raise_if_nonfinite, seed_list
 from adasym_jax.sbi.c2st import c2st_mlp, c2st_paper
 from adasym_jax.sbi.conditional import DEFAULT_ZETA_PER_CONDITION, make_conditional_step
@@ -30,34 +32,15 @@ from adasym_jax.state import TrainState
 
 METHODS = ("adasym", "nf")
 REFERENCES = ("exact", "abc")
-NUM_POSTERIOR_SAMPLES = 5000  # D.4: 5000 reference and 5000 model samples
+NUM_POSTERIOR_SAMPLES = SBI_RUN["num_posterior_samples"]  # D.4: 5000 reference and 5000 model samples
 
 
 def sbi_config(task: SBITask, method: str = "adasym", **overrides: Any) -> TrainConfig:
-    """D.4's settings: flow of 4 transforms × 8 bins; FiLM EBM (two moons: 3 blocks × 128, the
-    others: 6 × 64, 2 FiLM layers); batch 1000; B.7 form; LR θ 1e-4, ψ 1e-5, λ 1e-6, λ_ζ 1e-2;
-    ε_ζ = 30; λ starts at 0.01. ``overrides`` are TrainConfig fields."""
-    if method not in METHODS:
-        raise ValueError(f"unknown SBI method {method!r}; choose one of {', '.join(METHODS)}")
-    moons = task.name == "two_moons"
-    base = TrainConfig(
-        method=method,
-        context_dim=task.obs_dim,
-        num_transforms=4,
-        num_bins=8,
-        ebm_blocks=3 if moons else 6,
-        ebm_hidden=128 if moons else 64,
-        film_layers=2,
-        batch_size=1000,
-        negative_nll=True,
-        lr_flow=1e-4,
-        lr_ebm=1e-5,
-        lr_dual=1e-6,
-        lr_dual_zeta=1e-2,
-        eps_zeta=30.0,
-        lambda_init=0.01,
-    )
-    return base.replace(**overrides)
+    """D.4's settings for ``task`` (:func:`adasym_jax.presets.sbi`'s config): flow of 4
+    transforms × 8 bins; FiLM EBM (two moons: 3 blocks × 128, the others: 6 × 64, 2 FiLM
+    layers); batch 1000; B.7 form; LR θ 1e-4, ψ 1e-5, λ 1e-6, λ_ζ 1e-2; ε_ζ = 30; λ starts at
+    0.01. ``overrides`` are TrainConfig fields."""
+    return sbi_preset(task, method, **overrides).config
 
 
 @dataclasses.dataclass
