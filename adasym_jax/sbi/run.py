@@ -1,6 +1,6 @@
 """Amortized posterior estimation end to end: simulate, train every seed at once, score with C2ST.
 
-:func:`sbi_config` holds D.4's settings; :func:`train_sbi` trains the conditional dual method
+:func:`sbi_config` is D.4's settings (:func:`adasym_jax.presets.sbi`); :func:`train_sbi` trains the conditional dual method
 (:mod:`adasym_jax.sbi.conditional`) or the NF baseline (maximum likelihood, i.e. neural posterior
 estimation) through :class:`adasym_jax.runner.Trainer`'s compiled, seed-vmapped chunks, and
 scores p_θ(· | u₀) against reference posterior samples after every chunk. :func:`write_run`
