@@ -614,7 +614,7 @@ def cmd_sample(args) -> int:
     _save_array(args.out, lambda f: np.save(f, samples))
     print(f"wrote {args.out}: shape {samples.shape}")
     if run_kind(run) == "latent":
-        space = "standardized pixels" if "pixel_mean" in (run.meta.get("extra") or {}) else "standardized autoencoder latents"
+        space = "pixel space" if "pixel_mean" in (run.meta.get("extra") or {}) else "the autoencoder's latent space (its units, not standardized)"
         print(
             f"note: {run.directory} is an `adasym latent` run: these are samples in {space} ({run.dim}-D), "
             f"not images; the run's decoded samples are in {run.directory / 'samples.png'}"
