@@ -78,3 +78,13 @@ def test_scaler_round_trip_and_log_det():
 
     assert LatentScaler is Standardization
     assert sc.log_det == pytest.approx(np.sum(np.log(z.std(0))), rel=1e-4)
+
+
+def test_autoencoder_that_only_predicts_the_mean_image_is_flagged():
+    from adasym_jax.latent.run import autoencoder_warning
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, size=(50, 8, 8, 1))
+    baseline = float(np.mean((images - images.mean(axis=0)) ** 2))
+    assert "has not learned" in autoencoder_warning(baseline, images)  # the mean image's error
+    assert autoencoder_warning(0.2 * baseline, images) is None  # a real reconstruction

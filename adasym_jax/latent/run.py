@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -400,7 +401,28 @@ def fit_autoencoder(
         test_images=test_images,
     )
     _say(progress, f"autoencoder: train MSE {ae.train_mse[-1]:.4f}, test MSE {ae.test_mse:.4f} ({ae.seconds:.0f} s)")
+    warning = autoencoder_warning(ae.test_mse, test_images)
+    if warning:
+        warnings.warn(warning, stacklevel=2)
+        _say(progress, "warning: " + warning)
     return ae
+
+
+#: An autoencoder whose test MSE is above this share of the mean-image MSE has not learned.
+UNLEARNED_MSE_SHARE = 0.9
+
+
+def autoencoder_warning(test_mse: float, test_images: np.ndarray) -> Optional[str]:
+    """A one-line warning when the autoencoder reconstructs no better than the mean image
+    (test MSE ≥ ``UNLEARNED_MSE_SHARE`` × that of predicting every pixel's mean), else ``None``."""
+    x = np.asarray(test_images, np.float64).reshape(len(test_images), -1)
+    baseline = float(np.mean((x - x.mean(axis=0)) ** 2))
+    if baseline > 0 and test_mse >= UNLEARNED_MSE_SHARE * baseline:
+        return (
+            f"the autoencoder has not learned: test MSE {test_mse:.4g} vs {baseline:.4g} for the mean image "
+            "(reconstructions are near-uniform); train it longer (--ae-epochs) before reading the latent results"
+        )
+    return None
 
 
 def _write_run(out: Path, run: LatentRun, config, recipe, metric_name, extra, settings) -> dict[str, Any]:
