@@ -464,16 +464,14 @@ def cmd_train(args) -> int:
         save(result.state, metrics)
     except NonFiniteError as err:
         metrics = previous if latest[0] is None else metrics_of(latest[0])
-        for bar in bars:
-            bar.close()
+        _close_bars(bars)
         save(err.last_good_state, metrics)
         good = _step_of(err.last_good_state)
         print(f"adasym: error: {err} (saved the step-{good} checkpoint to {out})", file=sys.stderr)
         return 3
     except KeyboardInterrupt as err:
         part = err.result if isinstance(err, FitInterrupted) and err.result is not None else latest[0]
-        for bar in bars:
-            bar.close()
+        _close_bars(bars)
         return _save_interrupted(args, out, target, part, saved_step[0], save, metrics_of, created)
     except BaseException:
         if created and not args.resume and out.is_dir() and not is_run(out):
@@ -500,6 +498,16 @@ def cmd_train(args) -> int:
     if line:
         print(line, file=sys.stderr)
     return 0
+
+
+def _close_bars(bars) -> None:
+    """Close the progress bars before a final message. On a terminal tqdm clears its line; into
+    a pipe or file the bar's last ``\r``-rendered line has no newline, so end it here, or the
+    message would continue that line."""
+    for bar in bars:
+        bar.close()
+    if bars and not sys.stderr.isatty():
+        print(file=sys.stderr)
 
 
 def _step_of(state) -> int:
