@@ -18,7 +18,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"tensorfl
 
 
 # The quick tier (`pytest -m "not slow"`) leaves out the files that train through the command
-# line, start subprocesses or kernels, or run the shortened demo; CI runs everything.
+# line or through fit, start subprocesses or kernels, or run the shortened demo; CI runs everything.
 SLOW_FILES = {
     "test_cli.py",
     "test_cli_conventions.py",
@@ -36,6 +36,14 @@ SLOW_FILES = {
     "test_zeta_band.py",
     "test_export.py",
     "test_data_files.py",
+    # whole training runs through fit, many sample sets, or the docs' examples end to end
+    "test_docs_examples.py",
+    "test_early_stopping.py",
+    "test_fit_standardize.py",
+    "test_latent_run_folder.py",
+    "test_minibatch.py",
+    "test_presets.py",
+    "test_theta_baseline.py",
 }
 
 
