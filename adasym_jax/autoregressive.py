@@ -146,14 +146,5 @@ class AutoregressiveSplineFlow(BaseSplineFlow):
             for order in layer_orders(self.dim, self.num_transforms)
         ]
         stacked = tuple(jnp.asarray(np.stack(ms)) for ms in zip(*per_layer))
-        layers = nn.scan(
-            _MaskedLayer,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=(0, nn.broadcast),
-            length=self.num_transforms,
-            reverse=inverse,
-        )(self.dim, self.num_bins, tuple(self.hidden), self.bound, inverse, name="layers")
-        log_det0 = jnp.zeros(x.shape[:-1], x.dtype)
-        (out, log_det), _ = layers((x, log_det0), stacked, ctx)
-        return out, log_det
+        args = (self.dim, self.num_bins, tuple(self.hidden), self.bound, inverse)
+        return self._scan_layers(_MaskedLayer, args, "layers", x, stacked, ctx, inverse)

@@ -155,6 +155,21 @@ class BaseSplineFlow(nn.Module):
         if self.num_transforms < 1 or self.num_bins < 1 or self.dim < 1:
             raise ValueError("dim, num_transforms and num_bins must be >= 1")
 
+    def _scan_layers(self, layer: type, args: tuple, name: str, x: Array, layer_inputs, context, inverse: bool):
+        """Run ``num_transforms`` layers ``layer(*args)`` as one ``nn.scan`` over stacked
+        parameters (backwards when ``inverse``) with per-layer ``layer_inputs``; called from a
+        subclass's compact ``__call__``. Returns ``(out (n, dim), log_det (n,))``."""
+        layers = nn.scan(
+            layer,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=(0, nn.broadcast),
+            length=self.num_transforms,
+            reverse=inverse,
+        )(*args, name=name)
+        (out, log_det), _ = layers((x, jnp.zeros(x.shape[:-1], x.dtype)), layer_inputs, context)
+        return out, log_det
+
     def _prepare_context(self, context: Optional[Array], n: int) -> Optional[Array]:
         if self.context_dim == 0:
             if context is not None:
@@ -226,17 +241,8 @@ class SplineFlow(BaseSplineFlow):
         """
         self._check_sizes()
         ctx = self._prepare_context(context, x.shape[0])
-        layers = nn.scan(
-            _Coupling,
-            variable_axes={"params": 0},
-            split_rngs={"params": True},
-            in_axes=(0, nn.broadcast),
-            length=self.num_transforms,
-            reverse=inverse,
-        )(self.dim, self.num_bins, tuple(self.hidden), self.bound, inverse, name="couplings")
-        log_det0 = jnp.zeros(x.shape[:-1], x.dtype)
         masks = coupling_masks(self.dim, self.num_transforms, self.mask)
         select, valid = coupling_selection(masks)
         layer_inputs = (jnp.asarray(masks), jnp.asarray(select), jnp.asarray(valid))
-        (out, log_det), _ = layers((x, log_det0), layer_inputs, ctx)
-        return out, log_det
+        args = (self.dim, self.num_bins, tuple(self.hidden), self.bound, inverse)
+        return self._scan_layers(_Coupling, args, "couplings", x, layer_inputs, ctx, inverse)
