@@ -7,6 +7,7 @@ compiled call that runs ``eval_every`` steps for every seed at once.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import warnings
 from typing import Any, Callable, Optional, Sequence, Union
@@ -529,7 +530,7 @@ def fit(
         compiled = {}
         for length in sorted(set(chunks)):
             t0 = time.perf_counter()
-            compiled[length] = trainer.chunk(length, x.shape[0]).lower(state, x, None).compile()
+            compiled[length] = _interruptible(lambda n=length: trainer.chunk(n, x.shape[0]).lower(state, x, None).compile())
             timing["compile"] += time.perf_counter() - t0
 
         bar = _progress(num_steps, progress, config.method)
@@ -594,6 +595,28 @@ def fit(
         return result_of(len(eval_steps))
     stopped_step = np.where(stopped_step < 0, done, stopped_step)  # the cap stopped them
     return result_of(len(eval_steps), final=best_state.replace(step=state.step))
+
+
+def _interruptible(fn: Callable[[], Any]) -> Any:
+    """``fn()`` in a worker thread, so that Ctrl-C in the main thread acts at once: while XLA
+    compiles, the main thread does not return to Python and a signal would wait for the compile
+    to end (≈ 20 s for the dual step on 2 cores). The worker is a daemon: an interrupted compile
+    is abandoned when the program exits."""
+    out: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # handed to the caller below
+            out["error"] = e
+
+    worker = threading.Thread(target=work, name="adasym-compile", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.05)
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
 
 
 def _progress(total: int, enabled: bool, desc: str, initial: int = 0):
