@@ -20,13 +20,15 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 import jax
 import numpy as np
 from flax import serialization
+
+from adasym_jax.files import atomic_write as _atomic_write
+from adasym_jax.files import current_umask, new_file_mode  # noqa: F401  (re-exported)
 
 from adasym_jax._version import __version__
 from adasym_jax.config import TrainConfig
@@ -139,54 +141,6 @@ def read_standardization(source: Union[PathLike, Mapping[str, Any]]) -> Optional
 
 
 # -- writing -----------------------------------------------------------------------------
-
-
-def current_umask() -> int:
-    """The process umask, read without changing it where the OS allows (Linux's
-    ``/proc/self/status``); elsewhere by setting and at once restoring it."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    old = os.umask(0o022)
-    os.umask(old)
-    return old
-
-
-def new_file_mode() -> int:
-    """The mode ``open(path, "w")`` would give a new file: ``0o666 & ~umask``. Temporary files
-    from :func:`tempfile.mkstemp` are 0600; the atomic writers set this mode before renaming,
-    so outputs follow the user's umask like any other file."""
-    return 0o666 & ~current_umask()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        os.fchmod(fd, new_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(dir_fd)
 
 
 def _num_seeds(state: TrainState) -> Optional[int]:
@@ -404,6 +358,8 @@ def load_checkpoint(
     if template is None:
         cfg = config if config is not None else _config_from_meta(meta, directory)
         template = checkpoint_template(cfg, meta["dim"], meta["seeds"])
+    if getattr(template, "zeta_cache", None) is None:
+        loaded.setdefault("zeta_cache", None)  # states saved before the cache field
     try:
         _check_tree(serialization.to_state_dict(template), loaded)
     except CheckpointError as e:

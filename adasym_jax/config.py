@@ -15,7 +15,7 @@ THETA_BASELINES = ("auto", "loo", "log_zeta", "log_zeta_loo", "none")
 
 #: Fields added after the first release, with the value that reproduces a run saved before them
 #: (used by :meth:`TrainConfig.from_dict` when a saved config lacks the key).
-LEGACY_VALUES = {"flow": "coupling", "theta_baseline": "none", "ebm_base_scale": None}
+LEGACY_VALUES = {"flow": "coupling", "theta_baseline": "none", "ebm_base_scale": None, "zeta_per_condition": 0, "zeta_refresh_every": 1}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +35,12 @@ class TrainConfig:
     ``"score"`` (eq. (18), the paper) or ``"pathwise"`` (through the sampling path);
     ``zeta_grad`` is ``"batch"`` (∇ζ from the reverse-KL samples, eq. (15)) or
     ``"importance"`` (∇ζ from the M samples, eq. (14)); ``num_reverse_samples`` N of flow
-    samples y per step (``None``: the batch size). ``theta_baseline`` is the constant taken
+    samples y per step (``None``: the batch size). Where the ζ samples come from
+    (:mod:`adasym_jax.zeta_sources`): ``zeta_per_condition`` K ≥ 1 draws K at every condition
+    of the batch and estimates ζ(u_i) per condition (B.6; conditional models; 0: M samples at
+    conditions drawn from the batch, one pooled ζ̂); ``zeta_refresh_every`` K > 1 keeps the M
+    samples in the state and redraws them every K steps (D.3; 1: fresh every step, Algorithm 2
+    as printed). ``theta_baseline`` is the constant taken
     from eq. (18)'s weight log p_θ(y) − log q̃_ψ(y) (unbiased, lower variance; docs/decisions.md):
     ``"loo"`` the leave-one-out mean of the other samples' weights, ``"log_zeta"`` minus
     log ζ̂ (per condition u_i under B.6), ``"log_zeta_loo"`` both, ``"auto"`` (default)
@@ -72,6 +77,8 @@ class TrainConfig:
     zeta_grad: str = "batch"
     num_reverse_samples: Optional[int] = None
     theta_baseline: str = "auto"
+    zeta_per_condition: int = 0
+    zeta_refresh_every: int = 1
     # optimization
     lr_flow: float = 1e-3
     lr_ebm: float = 1e-4
@@ -107,6 +114,14 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.ebm_blocks < 0 or self.context_dim < 0:
             raise ValueError("ebm_blocks and context_dim must be >= 0")
+        if self.zeta_per_condition < 0 or self.zeta_refresh_every < 1:
+            raise ValueError(
+                f"zeta_per_condition must be >= 0 and zeta_refresh_every >= 1, got {self.zeta_per_condition} and {self.zeta_refresh_every}"
+            )
+        if self.zeta_per_condition and not self.context_dim:
+            raise ValueError("zeta_per_condition (B.6's ζ per condition) needs a conditional model: set context_dim >= 1")
+        if self.zeta_refresh_every > 1 and self.context_dim:
+            raise ValueError("zeta_refresh_every > 1 (D.3's cached ζ samples) covers unconditional models; use 1 with context_dim")
         if self.temperature <= 0 or self.bound <= 0:
             raise ValueError("temperature and bound must be > 0")
         if len(self.weights) != 3:

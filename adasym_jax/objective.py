@@ -80,13 +80,29 @@ def constraint_values(
     ``fw`` = −mean log p_θ(x); ``rv`` = T·(mean[log p_θ(y) − log q̃_ψ(y)] + log ζ) (eq. (22));
     ``prx`` = −mean log q̃_ψ(x) + log ζ (the proxy NLL; see docs/decisions.md on eq. (19));
     ``zeta_u`` = ζ − 1 − ε_ζ is added by :func:`dual_gradients`; here ``zeta`` = ζ.
+
+    ``log_zeta`` is a scalar, or ``(n,)``: one log ζ(u_i) per condition (B.6). rv and prx are
+    linear in log ζ, so they take its mean over conditions, and the ζ constraint takes
+    ``zeta`` = mean_i ζ(u_i) (for a scalar both reduce to the unconditional formulas exactly).
     """
+    mean_log_zeta = jnp.mean(log_zeta)
     return {
         "fw": -jnp.mean(log_p_x),
-        "rv": temperature * (jnp.mean(log_p_y - log_q_y) + log_zeta),
-        "prx": -jnp.mean(log_q_x) + log_zeta,
-        "zeta": jnp.exp(log_zeta),
+        "rv": temperature * (jnp.mean(log_p_y - log_q_y) + mean_log_zeta),
+        "prx": -jnp.mean(log_q_x) + mean_log_zeta,
+        "zeta": jnp.mean(jnp.exp(log_zeta)),
     }
+
+
+def multiplier_floor(name: str, negative_nll: bool, floor: float) -> float:
+    """The lower bound of multiplier ``name``: ``floor`` for the B.7 (negative-NLL) form of the
+    NLL constraints (``fw``, ``prx``), whose relaxation cost needs λ > 0; 0 for the others."""
+    return floor if negative_nll and name in NLL_CONSTRAINTS else 0.0
+
+
+def project_multipliers(lambdas: Mapping[str, Array], negative_nll: bool, floor: float) -> dict[str, Array]:
+    """Projection of the ascended multipliers onto λ ≥ 0 (λ ≥ ``floor`` for B.7's NLL multipliers)."""
+    return {k: jnp.maximum(v, multiplier_floor(k, negative_nll, floor)) for k, v in lambdas.items()}
 
 
 def dual_gradients(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import warnings
 import weakref
@@ -29,12 +28,12 @@ from adasym_jax.checkpoint import (
     META_FILE,
     CheckpointError,
     Standardization,
-    _atomic_write,
     load_checkpoint,
     read_metadata,
     read_standardization,
 )
 from adasym_jax.config import TrainConfig
+from adasym_jax.files import write_json  # noqa: F401  (re-exported)
 from adasym_jax.jit import tuned_jit
 from adasym_jax.langevin import langevin
 from adasym_jax.runner import FitResult, Trainer
@@ -48,28 +47,6 @@ Array = jax.Array
 
 class RunError(ValueError):
     """A folder is not a (readable) run, or a request does not fit the run."""
-
-
-def write_json(path: str | os.PathLike, obj_: Any) -> None:
-    """Atomically write ``obj_`` as indented JSON (non-finite floats become ``null``)."""
-    _atomic_write(Path(path), json.dumps(_jsonable(obj_), indent=2, allow_nan=False).encode())
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (np.ndarray, jax.Array)):
-        return _jsonable(np.asarray(v).tolist())
-    if isinstance(v, (np.floating, float)):
-        f = float(v)
-        return f if math.isfinite(f) else None
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
 
 
 def _nan(a) -> np.ndarray:

@@ -10,7 +10,7 @@ import dataclasses
 import threading
 import time
 import warnings
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +22,10 @@ from adasym_jax import objective as obj
 from adasym_jax.checkpoint import Standardization
 from adasym_jax.config import TrainConfig
 from adasym_jax.jit import compiler_options, tuned_jit  # noqa: F401 - runner.tuned_jit is kept importable
-from adasym_jax.state import TrainState, build_models, init_state
-from adasym_jax.train import Batch, make_train_step
+from adasym_jax.batch import Batch, StepFn
+from adasym_jax.state import TrainState, build_models, init_state, uses_zeta_cache
+from adasym_jax.train import make_train_step
+from adasym_jax.zeta_sources import refresh_zeta_cache
 from adasym_jax.validation import check_context, check_points
 
 Array = jax.Array
@@ -74,16 +76,20 @@ class Trainer:
     """The models, the pure step and compiled multi-seed programs for one config and dim.
 
     Attributes: ``config``, ``dim``, ``flow`` (:class:`SplineFlow`), ``ebm``
-    (:class:`ResidualEBM`), ``step`` (the pure single-seed step of ``config.method``).
+    (:class:`ResidualEBM`), ``step`` (the pure single-seed step: ``step`` if given, else
+    :func:`~adasym_jax.train.make_train_step` of ``config``; a custom step must keep the
+    :class:`~adasym_jax.state.TrainState` structure). With D.3's cached ζ
+    (``config.zeta_refresh_every`` K > 1, :func:`~adasym_jax.state.uses_zeta_cache`) the
+    compiled chunks redraw ``state.zeta_cache`` before every step whose index is a multiple of K.
     """
 
-    def __init__(self, config: TrainConfig, dim: int):
+    def __init__(self, config: TrainConfig, dim: int, step: Optional[StepFn] = None):
         if dim < 1:
             raise ValueError(f"dim must be >= 1, got {dim}")
         self.config = config
         self.dim = int(dim)
         self.flow, self.ebm = build_models(config, self.dim)
-        self.step = make_train_step(config, self.flow, self.ebm)
+        self.step = make_train_step(config, self.flow, self.ebm) if step is None else step
         self._cache: dict[Any, Any] = {}
 
     # -- initialization -------------------------------------------------------------
@@ -102,9 +108,15 @@ class Trainer:
     def _chunk_fn(self, num_steps: int, n: int):
         bs = self.config.batch_size
         minibatch = bs is not None and bs < n
+        every = self.config.zeta_refresh_every if uses_zeta_cache(self.config) else 0
+        flow = self.flow
 
-        def one_seed(state: TrainState, x: Array, ctx: Optional[Array]):
-            def body(s, _):
+        def one_seed(state: TrainState, x: Array, ctx: Optional[Array], start: Array):
+            def body(s, t):
+                if every:
+                    # t is the run's step index, unbatched under the seed vmap, so the cond stays
+                    # a branch (a per-seed predicate would become a select that samples every step).
+                    s = jax.lax.cond(t % every == 0, lambda s_: refresh_zeta_cache(flow, s_), lambda s_: s_, s)
                 if not minibatch:
                     return self.step(s, Batch(x, ctx))
                 # Epochs (adasym_jax.minibatch): s.key is the epoch's key, fixed through the
@@ -114,9 +126,13 @@ class Trainer:
                 new, metrics = self.step(s.replace(key=k_step), Batch(x[idx], None if ctx is None else ctx[idx]))
                 return new.replace(key=k_after), metrics
 
-            return jax.lax.scan(body, state, None, length=num_steps)
+            return jax.lax.scan(body, state, start + jnp.arange(num_steps))
 
-        return tuned_jit(jax.vmap(one_seed, in_axes=(0, None, None)))
+        def all_seeds(states: TrainState, x: Array, ctx: Optional[Array]):
+            start = jnp.reshape(states.step, (-1,))[0]  # the run's clock: the same for every seed
+            return jax.vmap(one_seed, in_axes=(0, None, None, None))(states, x, ctx, start)
+
+        return tuned_jit(all_seeds)
 
     def chunk(self, num_steps: int, n: int):
         """Compiled ``(state, x, context) -> (state, metrics)`` running ``num_steps`` steps for
@@ -218,7 +234,10 @@ class FitResult:
     early stopping (``patience`` given) also ``stopped_step (S,)`` and ``stopped_epoch (S,)``:
     where each seed stopped (the last step run for a seed that reached the cap), and
     ``state`` holds each seed's best-validation parameters (see :func:`fit`).
-    ``steps_per_epoch``: steps in one pass over the training rows (1 for full-batch runs)."""
+    ``steps_per_epoch``: steps in one pass over the training rows (1 for full-batch runs).
+    ``diverged_step (S,)``: the step where a seed's training went non-finite (``-1``: never;
+    only ``fit(on_nonfinite="freeze")`` lets a run go on past one), ``diverged_quantity``
+    the quantity that did (``None`` per finite seed)."""
 
     trainer: Trainer
     state: TrainState
@@ -235,6 +254,8 @@ class FitResult:
     stopped_step: Optional[np.ndarray] = None
     stopped_epoch: Optional[np.ndarray] = None
     steps_per_epoch: int = 1
+    diverged_step: Optional[np.ndarray] = None
+    diverged_quantity: Optional[list] = None
 
     @property
     def last_test_nll_p(self) -> np.ndarray:
@@ -377,6 +398,34 @@ def _select_seeds(mask: Array, new: TrainState, old: TrainState) -> TrainState:
     return jax.tree.map(lambda a, b: jnp.where(_bcast(mask, a), a, b), new, old)
 
 
+#: What :func:`fit` does when a seed's metrics or state turn NaN/inf (see :func:`fit`).
+NONFINITE_POLICIES = ("raise", "freeze")
+
+#: An evaluation callback of :func:`fit`: ``fn(state, standardization) -> {name: (S,) array}``.
+Evaluator = Callable[[TrainState, Optional[Standardization]], Mapping[str, Any]]
+
+
+def seeds_nonfinite(metrics: dict[str, np.ndarray], state: TrainState, step0: int) -> tuple[np.ndarray, list[Optional[str]]]:
+    """Per seed, where a chunk that started after step ``step0`` first went non-finite:
+    ``(steps (S,), quantities)`` with the step of the first NaN/inf training metric (the
+    chunk's end if only the state is non-finite), ``-1`` and ``None`` for finite seeds."""
+    num_seeds = int(np.asarray(state.step).reshape(-1).shape[0])
+    at = np.full(num_seeds, -1, np.int64)
+    names: list[Optional[str]] = [None] * num_seeds
+    for name, arr in metrics.items():
+        bad = ~np.isfinite(np.asarray(arr))
+        for s in np.where(bad.any(axis=1))[0]:
+            first = step0 + int(np.argmax(bad[s])) + 1
+            if at[s] < 0 or first < at[s]:
+                at[s], names[s] = first, name
+    length = max((np.asarray(a).shape[1] for a in metrics.values()), default=0)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
+        ok = np.isfinite(np.asarray(leaf, np.float64).reshape(num_seeds, -1)).all(axis=1)
+        for s in np.where(~ok & (at < 0))[0]:
+            at[s], names[s] = step0 + length, jax.tree_util.keystr(path)
+    return at, names
+
+
 def fit(
     data: Array,
     *,
@@ -392,26 +441,48 @@ def fit(
     standardize: Union[bool, str, Standardization] = "auto",
     validation_fraction: float = 0.0,
     patience: Optional[int] = None,
+    context: Optional[Array] = None,
+    test_context: Optional[Array] = None,
+    evaluators: Sequence[Evaluator] = (),
+    on_nonfinite: str = "raise",
 ) -> FitResult:
-    """Train ``config.method`` on ``data (n, dim)`` for every seed at once.
+    """Train ``config.method`` on ``data (n, dim)`` for every seed at once: the one training
+    loop of the library (the CLI, the SBI and latent experiments and the benchmarks call it).
 
     Runs ``num_steps`` steps (the cap, ``max_steps``) in compiled chunks of ``eval_every``
-    (a shorter last chunk if needed), evaluating on ``test_data`` (default: the training
-    rows) after each chunk. Stops with :class:`NonFiniteError` naming the quantity and step if
-    anything becomes NaN/inf; the error carries the last good state. ``state`` resumes a
-    previous run.
+    (a shorter last chunk if needed), evaluating after each chunk. ``state`` resumes a
+    previous run. ``trainer`` (a :class:`Trainer`) may carry a custom pure step.
+
+    Conditional models (``config.context_dim`` > 0): ``context (n, context_dim)`` goes with
+    ``data`` row by row (e.g. simulations (β, u)); ``test_context`` with ``test_data``.
+
+    Evaluation, after every chunk: for an unconditional model the test NLL of p_θ and q̃_ψ
+    and log ζ̂ (:meth:`Trainer.evaluate`) on ``test_data`` (default: the training rows); for a
+    conditional one the test NLL of p_θ when ``test_data`` is given. Each of ``evaluators``,
+    ``fn(state, standardization) -> {name: (S,) array}``, adds its own per-seed quantities
+    (e.g. C2ST, a Fréchet distance) to ``result.evals``; ``state`` is in the model's
+    coordinates, ``standardization`` maps them back (``None`` for raw data).
 
     ``on_eval(result)``, if given, is called after each evaluation with a :class:`FitResult`
-    of the chunks finished so far (e.g. to save a checkpoint or update a progress bar).
+    of the chunks finished so far (e.g. to save a checkpoint or print a line).
     Ctrl-C (``KeyboardInterrupt``, also during compilation or inside ``on_eval``) becomes
     :class:`FitInterrupted`, carrying the state and the :class:`FitResult` of the last
     finished chunk.
 
+    Non-finite values (``on_nonfinite``): a seed whose training metrics or state become
+    NaN/inf in a chunk stops there, at its state from before the chunk (its last good state),
+    and the quantity and step are recorded. ``"raise"`` (default) then ends the run with
+    :class:`NonFiniteError` naming them and carrying the last good state; ``"freeze"``
+    (studies of many members, e.g. a P-W grid) keeps it frozen and trains the others on,
+    reporting ``result.diverged_step`` and ``result.diverged_quantity``; its later
+    evaluations are NaN.
+
     ``standardize`` (see :func:`choose_standardization`): ``"auto"`` standardizes data that
     leave the splines' range ``[-config.bound, config.bound]`` and says so; ``True`` / ``False``
     force it; a :class:`~adasym_jax.checkpoint.Standardization` is used as given. When the
-    data are standardized, data and test data are mapped through it, the result carries it as
-    ``result.standardization`` and its test NLLs (and the progress bar's) are in data units.
+    data are standardized, data and test data are mapped through it (contexts are not), the
+    result carries it as ``result.standardization`` and its test NLLs (and the progress bar's)
+    are in data units.
 
     Training to convergence (as sbi's NPE: ``validation_fraction=0.1, patience=20``;
     flowjax's ``fit_to_data``: patience 5):
@@ -440,28 +511,37 @@ def fit(
     Only ``state.step``, the run's clock, advances for all seeds, so the returned state is at
     the run's last step for every seed. A stopped seed's training metrics in ``history`` and
     its later ``val_curve`` entries are NaN (it did not train); its non-finite values are
-    not errors; ``evals`` keep evaluating its frozen state. The best-state pytree is updated by
-    the same select, ``where(improved, state, best)``. ``result.evals`` evaluate the training
-    state; the returned best state's test metrics are those at ``result.best_step``.
+    not errors; ``evals`` keep evaluating its frozen state (an early-stopped seed) or are NaN
+    (a diverged one). The best-state pytree is updated by the same select,
+    ``where(improved, state, best)``. ``result.evals`` evaluate the training state; the
+    returned best state's test metrics are those at ``result.best_step``.
     """
     check_points(data, None, "data", min_rows=2)
-    if config.context_dim:
-        raise ValueError("fit() covers unconditional models; drive Trainer.run with a context")
     if num_steps < 1 or (eval_every is not None and eval_every < 1):
         raise ValueError("num_steps and eval_every must be >= 1")
+    if on_nonfinite not in NONFINITE_POLICIES:
+        raise ValueError(f"unknown on_nonfinite {on_nonfinite!r}; choose one of {', '.join(NONFINITE_POLICIES)}")
     check_early_stopping(validation_fraction, patience)
+    conditional = config.context_dim > 0
     dim = data.shape[1]
+    check_context(context, config.context_dim, data.shape[0])
     train_rows, val_rows = validation_split(data.shape[0], validation_fraction)
-    val = None
+    val = val_ctx = None
     if val_rows.size:
         data, val = np.asarray(data)[train_rows], np.asarray(data)[val_rows]
-    test = data if test_data is None else test_data
-    check_points(test, dim, "test data", min_rows=1)
+        if conditional:
+            context, val_ctx = np.asarray(context)[train_rows], np.asarray(context)[val_rows]
+    if test_data is None and conditional:
+        test = test_ctx = None
+    else:
+        test, test_ctx = (data, context) if test_data is None else (test_data, test_context)
+        check_points(test, dim, "test data", min_rows=1)
+        check_context(test_ctx, config.context_dim, test.shape[0])
     standardizer = choose_standardization(standardize, data, config.bound)
-    if standardizer is not None:
-        data, test = (np.asarray(standardizer.apply(np.asarray(a, np.float32)), np.float32) for a in (data, test))
-        if val is not None:
-            val = np.asarray(standardizer.apply(np.asarray(val, np.float32)), np.float32)
+    to_model = lambda a: None if a is None else np.asarray(a if standardizer is None else standardizer.apply(np.asarray(a, np.float32)), np.float32)  # noqa: E731
+    data, test, val = to_model(data), to_model(test), to_model(val)
+    as_ctx = lambda c: None if c is None else jnp.asarray(c, jnp.float32)  # noqa: E731
+    context, test_ctx, val_ctx = as_ctx(context), as_ctx(test_ctx), as_ctx(val_ctx)
     x = jnp.asarray(data, jnp.float32)
     trainer = trainer or Trainer(config, dim)
     shift = 0.0 if standardizer is None else float(standardizer.log_det)
@@ -471,13 +551,20 @@ def fit(
         eval_every = per_epoch if early else 100
 
     def evaluate(s: TrainState) -> dict[str, np.ndarray]:  # test NLLs in data units
-        ev = trainer.evaluate(s, test)
-        if standardizer is None:
-            return ev
-        return {k: v + standardizer.log_det if k in NLL_KEYS else v for k, v in ev.items()}
+        ev: dict[str, np.ndarray] = {}
+        if test is not None and not conditional:
+            ev = {k: v + shift if k in NLL_KEYS else v for k, v in trainer.evaluate(s, test).items()}
+        elif test is not None:
+            ev = {"test_nll_p": -np.asarray(trainer.log_prob(s, test, test_ctx), np.float64).mean(axis=1) + shift}
+        for fn in evaluators:
+            for k, v in fn(s, standardizer).items():
+                if k in ev:
+                    raise ValueError(f"evaluator quantity {k!r} is already evaluated")
+                ev[k] = np.asarray(v, np.float64).reshape(-1)
+        return ev
 
     def val_nll(s: TrainState) -> np.ndarray:  # (S,), data units
-        return -np.asarray(trainer.log_prob(s, val), np.float64).mean(axis=1) + shift
+        return -np.asarray(trainer.log_prob(s, val, val_ctx), np.float64).mean(axis=1) + shift
 
     seeds_ = seed_list(seeds)
     state = trainer.init(seeds_) if state is None else state
@@ -490,12 +577,15 @@ def fit(
     eval_steps: list[int] = []
     val_curve: list[np.ndarray] = []
     timing = {"run": 0.0, "compile": 0.0}
-    # Validation bookkeeping (host side, per seed): best loss, its step, evaluations since it.
+    # Per-seed bookkeeping (host side): still training; validation best, its step, evaluations
+    # since it; where a seed stopped early or diverged.
     active = np.ones(num_seeds, bool)
     best_val = np.full(num_seeds, np.inf)
     best_step = np.full(num_seeds, start, np.int64)
     since = np.zeros(num_seeds, np.int64)
     stopped_step = np.full(num_seeds, -1, np.int64)
+    diverged_step = np.full(num_seeds, -1, np.int64)
+    diverged_quantity: list[Optional[str]] = [None] * num_seeds
     best_state = state
     # (state, step, chunks recorded): rebound in one assignment once a chunk is fully recorded,
     # so an interrupt anywhere sees a consistent last finished chunk.
@@ -514,6 +604,8 @@ def fit(
             compile_seconds=timing["compile"],
             standardization=standardizer,
             steps_per_epoch=per_epoch,
+            diverged_step=diverged_step.copy(),
+            diverged_quantity=list(diverged_quantity),
         )
         if val is not None:
             curve = np.stack(val_curve[:n], axis=1) if n else np.zeros((num_seeds, 0))
@@ -530,25 +622,35 @@ def fit(
         compiled = {}
         for length in sorted(set(chunks)):
             t0 = time.perf_counter()
-            compiled[length] = _interruptible(lambda n=length: trainer.chunk(n, x.shape[0]).lower(state, x, None).compile())
+            compiled[length] = _interruptible(lambda n=length: trainer.chunk(n, x.shape[0]).lower(state, x, context).compile())
             timing["compile"] += time.perf_counter() - t0
 
         bar = _progress(num_steps, progress, config.method)
         done = start
         for length in chunks:
             t0 = time.perf_counter()
-            new_state, metrics = compiled[length](state, x, None)
+            new_state, metrics = compiled[length](state, x, context)
             metrics = {k: np.asarray(v) for k, v in metrics.items()}
             timing["run"] += time.perf_counter() - t0
-            if early and not active.all():
-                # stopped seeds: keep their state (the clock moves on), their metrics are NaN
-                new_state = _select_seeds(jnp.asarray(active), new_state, state).replace(step=new_state.step)
-                raise_if_nonfinite({k: v[active] for k, v in metrics.items()}, new_state, state, done, length)
-                metrics = {k: np.where(active[:, None], v.astype(np.result_type(v, np.float32)), np.nan) for k, v in metrics.items()}
+            if on_nonfinite == "raise":
+                checked = new_state if active.all() else _select_seeds(jnp.asarray(active), new_state, state)
+                raise_if_nonfinite({k: v[active] for k, v in metrics.items()}, checked, state, done, length)
+                bad = np.zeros(num_seeds, bool)
             else:
-                raise_if_nonfinite(metrics, new_state, state, done, length)
+                at, names = seeds_nonfinite(metrics, new_state, done)
+                bad = active & (at >= 0)
+                for s_ in np.where(bad)[0]:
+                    diverged_step[s_], diverged_quantity[s_] = at[s_], names[s_]
+            keep = active & ~bad
+            if not keep.all():
+                # stopped or diverged seeds keep their last state (the clock moves on); the
+                # training metrics of seeds that were not training are NaN
+                new_state = _select_seeds(jnp.asarray(keep), new_state, state).replace(step=new_state.step)
+                metrics = {k: np.where(active[:, None], v.astype(np.result_type(v, np.float32)), np.nan) for k, v in metrics.items()}
+            active = keep
             state, done = new_state, done + length
-            ev = evaluate(state)
+            gone = diverged_step >= 0
+            ev = {k: np.where(gone, np.nan, v) for k, v in evaluate(state).items()}
             if val is not None:
                 v = val_nll(state)
                 improved = active & (v < best_val)  # NaN never improves
@@ -571,15 +673,10 @@ def fit(
             committed = (state, done, len(eval_steps))
             if bar is not None:
                 bar.update(length)
-                post = {"test_nll_p": f"{np.mean(ev['test_nll_p']):.3f}"}
-                if val is not None:
-                    post["val_nll"] = f"{np.nanmean(val_curve[-1]) if np.isfinite(val_curve[-1]).any() else np.nan:.3f}"
-                if early:
-                    post["active"] = f"{int(active.sum())}/{num_seeds}"
-                bar.set_postfix(**post)
+                bar.set_postfix(**_postfix(ev, val_curve[-1] if val is not None else None, active if early else None, gone))
             if on_eval is not None:
                 on_eval(result_of(len(eval_steps)))
-            if early and not active.any():
+            if not active.any():
                 break
     except FitInterrupted:
         raise
@@ -593,8 +690,27 @@ def fit(
             bar.close()
     if not early:
         return result_of(len(eval_steps))
-    stopped_step = np.where(stopped_step < 0, done, stopped_step)  # the cap stopped them
+    stopped_step = np.where(stopped_step < 0, done, stopped_step)  # the cap (or divergence) stopped them
     return result_of(len(eval_steps), final=best_state.replace(step=state.step))
+
+
+def _postfix(ev: Mapping[str, np.ndarray], val: Optional[np.ndarray], active: Optional[np.ndarray], gone: np.ndarray) -> dict[str, str]:
+    """The progress bar's numbers: mean test NLL of p_θ, validation NLL, seeds still training,
+    seeds diverged (each only when there is one)."""
+    def mean(v):
+        v = np.asarray(v, np.float64)
+        return f"{np.mean(v[np.isfinite(v)]):.3f}" if np.isfinite(v).any() else "nan"
+
+    post = {}
+    if "test_nll_p" in ev:
+        post["test_nll_p"] = mean(ev["test_nll_p"])
+    if val is not None:
+        post["val_nll"] = mean(val)
+    if active is not None:
+        post["active"] = f"{int(active.sum())}/{active.size}"
+    if gone.any():
+        post["diverged"] = str(int(gone.sum()))
+    return post
 
 
 def _interruptible(fn: Callable[[], Any]) -> Any:

@@ -32,9 +32,11 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", default="5", help="'5' = seeds 0-4; '2,7' = exactly those; trained at once (vmap; default 5)")
     p.add_argument("--out", required=True, help="output run folder")
     p.add_argument("--observation", help="u0 as comma-separated numbers (default: D.4's u0 of the task)")
-    p.add_argument("--steps", type=int, default=SBI_RUN["steps"], help=f"training steps (default {SBI_RUN['steps']})")
-    p.add_argument("--eval-every", type=int, default=SBI_RUN["eval_every"], help=f"steps between C2ST evaluations (default {SBI_RUN['eval_every']})")
-    p.add_argument("--zeta-per-condition", type=int, default=None, help="flow samples per condition for ζ(u_i)")
+    p.add_argument("--steps", type=int, default=None, help=f"the step cap of a run to convergence (default {SBI_RUN['max_steps']}); with --fixed-steps the exact length (default {SBI_RUN['steps']})")
+    p.add_argument("--fixed-steps", action="store_true", help="train exactly --steps steps (the paper's fixed-length runs) instead of to convergence")
+    p.add_argument("--patience", type=int, default=SBI_RUN["patience"], help=f"training to convergence (sbi's NPE): stop a seed after this many evaluations without a lower validation NLL on the held-out 10 %% and keep its best parameters (default {SBI_RUN['patience']})")
+    p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (validation NLL, C2ST; default: one epoch but at least 100 steps, or 200 with --fixed-steps)")
+    p.add_argument("--zeta-per-condition", type=int, default=None, help="flow samples per condition for ζ(u_i) (default: the preset's, 4)")
     p.add_argument("--abc", action="store_true", help="reference samples by D.4's rejection ABC instead of the exact posterior")
     p.add_argument("--no-mlp-c2st", action="store_true", help="skip the SBI-benchmark (MLP, 5-fold) C2ST")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the simulations and reference samples")
@@ -64,12 +66,14 @@ def cmd_sbi(args: argparse.Namespace) -> int:
     if (args.task is None) == (args.pairs is None):
         raise ValueError("give exactly one of --task NAME or --pairs FILE")
     seeds = parse_seeds(args.seeds)  # the format of `adasym train --seeds`
-    if args.steps < 1 or args.eval_every < 1 or args.num_simulations < 2:
-        raise ValueError("--steps, --eval-every must be >= 1 and --num-simulations >= 2")
+    steps = args.steps if args.steps is not None else SBI_RUN["steps" if args.fixed_steps else "max_steps"]
+    eval_every = args.eval_every if args.eval_every is not None else (SBI_RUN["eval_every"] if args.fixed_steps else None)
+    patience = None if args.fixed_steps else args.patience
+    if steps < 1 or (eval_every is not None and eval_every < 1) or args.num_simulations < 2 or (patience is not None and patience < 1):
+        raise ValueError("--steps, --eval-every, --patience must be >= 1 and --num-simulations >= 2")
     observation = parse_numbers(args.observation, "--observation")
     import jax.numpy as jnp
 
-    from adasym_jax.sbi.conditional import DEFAULT_ZETA_PER_CONDITION
     from adasym_jax.presets import sbi as sbi_preset
     from adasym_jax.sbi.run import train_sbi, write_run
     from adasym_jax.sbi.tasks import SBITask, get_task, load_pairs, validate_observation, validate_task
@@ -94,13 +98,14 @@ def cmd_sbi(args: argparse.Namespace) -> int:
     config = sbi_preset(task, args.method).config
     config = apply_overrides(config, args.set)
     config = config.replace(method=args.method)
-    k = args.zeta_per_condition or DEFAULT_ZETA_PER_CONDITION
+    if args.zeta_per_condition is not None:
+        config = config.replace(zeta_per_condition=args.zeta_per_condition)
     from adasym_jax.runner import NonFiniteError
 
     try:
         result = train_sbi(
-            task, args.num_simulations, args.method, seeds=seeds, steps=args.steps, eval_every=args.eval_every,
-            observation=observation, reference="abc" if args.abc else "exact", zeta_per_condition=k,
+            task, args.num_simulations, args.method, seeds=seeds, steps=steps, eval_every=eval_every, patience=patience,
+            observation=observation, reference="abc" if args.abc else "exact",
             data_seed=args.data_seed, mlp_c2st=not args.no_mlp_c2st, config=config, data=data,
             reference_draws=reference, progress=True,
         )
@@ -108,8 +113,12 @@ def cmd_sbi(args: argparse.Namespace) -> int:
         print(f"adasym: error: {err}", file=sys.stderr)
         return 3
     write_run(result, args.out)
+    if patience is not None:
+        stopped = result.settings["stopped_step"]
+        print(f"early stopping (patience {patience} evaluations): seeds stopped at steps {', '.join(map(str, stopped))} (cap {steps}); the run keeps each seed's best-validation parameters")
     for proto, d in result.c2st.items():
-        print(f"C2ST ({proto}): best {np.mean(d['best']):.3f} ± {np.std(d['best']):.3f}, last {np.mean(d['last']):.3f} ± {np.std(d['last']):.3f}")
+        parts = [f"{which} {np.mean(v):.3f} ± {np.std(v):.3f}" for which, v in d.items() if which != "curve"]
+        print(f"C2ST ({proto}): " + ", ".join(parts))
     u0 = ",".join(f"{v:g}" for v in np.asarray(jnp.asarray(result.observation)))
     print(f"wrote {args.out}/metrics.json and a checkpoint; sample with: adasym sample --run {args.out} --context {u0} --num 5000 --out post.npy")
     return 0

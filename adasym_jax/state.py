@@ -25,6 +25,9 @@ class TrainState(struct.PyTreeNode):
     ``flow_params`` θ; ``ebm_params`` ψ and ``ebm_stats`` (spectral-norm vectors u);
     ``lambdas`` dict name -> scalar (see :mod:`adasym_jax.objective`); optax states of the
     three optimizers; ``key`` the run's PRNG key (raw ``uint32[2]``); ``step`` the step count.
+    ``zeta_cache``: ``None``, or for D.3's cached ζ (``config.zeta_refresh_every`` > 1,
+    :func:`uses_zeta_cache`) ``{"y": (M, dim), "log_p": (M,)}``, M samples of p_θ' and their
+    log-densities (:mod:`adasym_jax.zeta_sources`).
     """
 
     step: Array
@@ -36,6 +39,7 @@ class TrainState(struct.PyTreeNode):
     flow_opt: Any
     ebm_opt: Any
     dual_opt: Any
+    zeta_cache: Any = None
 
 
 FLOW_CLASSES = {"autoregressive": AutoregressiveSplineFlow, "coupling": SplineFlow}
@@ -85,6 +89,19 @@ def initial_lambdas(config: TrainConfig) -> dict[str, Array]:
     return {k: jnp.asarray(v, jnp.float32) for k, v in vals.items()}
 
 
+def uses_zeta_cache(config: TrainConfig) -> bool:
+    """Whether ``config``'s step reads ``state.zeta_cache``: a dual method (adasym, weighted)
+    with ``zeta_refresh_every`` > 1."""
+    return config.method in ("adasym", "weighted") and config.zeta_refresh_every > 1
+
+
+def new_zeta_cache(flow: nn.Module, flow_params, key: Array, num: int) -> dict[str, Array]:
+    """``{"y": (num, dim), "log_p": (num,)}``: ``num`` samples of p_θ and their log-densities
+    (no gradient)."""
+    y, log_p = flow.apply({"params": flow_params}, key, num, method="sample_and_log_prob")
+    return {"y": jax.lax.stop_gradient(y), "log_p": jax.lax.stop_gradient(log_p)}
+
+
 def init_state(
     config: TrainConfig,
     flow: nn.Module,
@@ -103,7 +120,11 @@ def init_state(
     flow_params = flow.init(k_flow, x0, c0)["params"]
     ebm_vars = ebm.init(k_ebm, x0, c0)
     lam = initial_lambdas(config) if lambdas is None else {k: jnp.asarray(v, jnp.float32) for k, v in lambdas.items()}
+    cache = None
+    if uses_zeta_cache(config):  # a usable cache from the start; the runner redraws it at step 0
+        cache = new_zeta_cache(flow, flow_params, jax.random.fold_in(k_run, 0x7A), config.num_zeta_samples)
     return TrainState(
+        zeta_cache=cache,
         step=jnp.zeros((), jnp.int32),
         key=k_run,
         flow_params=flow_params,

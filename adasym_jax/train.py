@@ -19,21 +19,10 @@ from adasym_jax import objective as obj
 from adasym_jax.batch import Batch, StepFn, as_batch  # noqa: F401  (re-exported)
 from adasym_jax.config import TrainConfig
 from adasym_jax.state import TrainState, adam, dual_optimizer
+from adasym_jax.zeta_sources import Samples, ZetaSource, concat_context, zeta_source
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
-def _take_rows(context: Optional[Array], key: Array, num: int, n: int) -> Optional[Array]:
-    """Conditions for ``num`` flow samples: the batch's own rows if ``num == n``, else drawn
-    uniformly from the batch (so ζ̂ estimates the mean partition function over conditions)."""
-    if context is None:
-        return None
-    if num == n:
-        return context
-    return context[jax.random.randint(key, (num,), 0, n)]
-
-
-def _concat(a: Optional[Array], b: Optional[Array]) -> Optional[Array]:
-    return None if a is None else jnp.concatenate([a, b], axis=0)
 
 
 def _apply_updates(tx: optax.GradientTransformation, grads, opt_state, params):
@@ -41,68 +30,58 @@ def _apply_updates(tx: optax.GradientTransformation, grads, opt_state, params):
     return optax.apply_updates(params, updates), opt_state
 
 
-def make_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> StepFn:
+def make_dual_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module, source: Optional[ZetaSource] = None) -> StepFn:
     """Algorithm 3 for the Lagrangian (11), or P-W when ``config.method == "weighted"``.
 
-    Per step: M flow samples (no gradient) and a forward pass of the EBM give log ζ̂ (eq. (12))
-    and one spectral-norm power iteration; N flow samples y give the reverse KL. ψ descends
-    :func:`~adasym_jax.objective.psi_surrogate` (eq. (15)); θ descends the score-function
-    surrogate (eq. (18)) or the pathwise one; λ ascends eq. (19) at the closed-form ε, δ and is
-    projected onto λ ≥ 0 (λ ≥ ``lambda_floor`` for B.7 multipliers).
+    Per step: the ζ source (``source``, default :func:`~adasym_jax.zeta_sources.zeta_source`
+    of ``config``: M fresh samples, K per condition (B.6) or D.3's cache) gives the ζ samples
+    and the reverse-KL samples y, none with gradient; a forward pass of the EBM on the ζ
+    samples gives log ζ̂ (eq. (12); per condition under B.6) and one spectral-norm power
+    iteration. ψ descends :func:`~adasym_jax.objective.psi_surrogate` (eq. (15)); θ descends
+    the score-function surrogate (eq. (18)) or the pathwise one; λ ascends eq. (19) at the
+    closed-form ε, δ and is projected by :func:`~adasym_jax.objective.project_multipliers`.
     """
+    draw_samples = zeta_source(config, flow) if source is None else source
     T = config.temperature
 
     def step(state: TrainState, batch) -> tuple[TrainState, dict]:
-        x, ctx = as_batch(batch)
-        n = x.shape[0]
-        n_rev = config.num_reverse_samples or n
-        m = config.num_zeta_samples
-        key, k_y, k_m, k_cy, k_cm = jax.random.split(state.key, 5)
-        ctx_y = _take_rows(ctx, k_cy, n_rev, n)
-        ctx_m = _take_rows(ctx, k_cm, m, n)
+        data = as_batch(batch)
+        draw = draw_samples(state, data)
         theta, psi, lam = state.flow_params, state.ebm_params, state.lambdas
-
-        # The M ζ samples and the N reverse-KL samples y (neither carries gradient in the
-        # paper's estimator) in one pass of the flow: the same draws as two
-        # sample_and_log_prob calls with k_m and k_y.
-        z = jnp.concatenate([flow.apply({}, k_m, m, method="base_sample"), flow.apply({}, k_y, n_rev, method="base_sample")])
-        samples, log_p_s = flow.apply({"params": theta}, z, _concat(ctx_m, ctx_y), method="push_base")
-        samples, log_p_s = sg(samples), sg(log_p_s)
-        y_m, log_p_m, y, log_p_y_s = samples[:m], log_p_s[:m], samples[m:], log_p_s[m:]
-
-        log_zeta, stats = zeta_and_power_iteration(ebm, psi, state.ebm_stats, y_m, ctx_m, log_p_m)
-        g_psi, log_q_x, log_q_y = psi_gradient(
-            config, ebm, {"params": psi, "spectral": stats}, lam, log_zeta, x, ctx, y, ctx_y, log_p_y_s, y_m, ctx_m, log_p_m
-        )
-
+        log_zeta, stats = zeta_and_power_iteration(ebm, psi, state.ebm_stats, draw.zeta, draw.num_conditions)
+        ebm_vars = {"params": psi, "spectral": stats}
+        g_psi, log_q_x, log_q_y = psi_gradient(config, ebm, ebm_vars, lam, log_zeta, data, draw.reverse, draw.zeta)
         g_theta, log_p_x, log_p_y = theta_gradient(
-            config, flow, ebm, theta, {"params": psi, "spectral": stats}, lam, x, ctx, y, ctx_y, log_q_y, k_y,
-            log_p_y_sampled=log_p_y_s, log_zeta_y=log_zeta,
+            config, flow, ebm, theta, ebm_vars, lam, data, draw.reverse, log_q_y, draw.key_y, log_zeta_y=log_zeta
         )
-
         values = obj.constraint_values(log_p_x, log_q_x, log_p_y, log_q_y, log_zeta, T)
-        return primal_dual_update(config, state, key, g_theta, g_psi, stats, values, {"log_zeta": log_zeta})
+        return primal_dual_update(config, state, draw.key, g_theta, g_psi, stats, values, zeta_metrics(log_zeta, values))
 
     return step
 
 
+def zeta_metrics(log_zeta: Array, values: dict) -> dict[str, Array]:
+    """The step's ζ metrics: ``log_zeta`` (scalar log ζ̂; under B.6 the mean of log ζ̂(u_i),
+    with ``zeta_mean`` = mean_i ζ̂(u_i), the constraint's value, and ``log_zeta_spread``,
+    the standard deviation of log ζ̂(u_i) over the batch's conditions)."""
+    if jnp.ndim(log_zeta) == 0:
+        return {"log_zeta": log_zeta}
+    return {"log_zeta": jnp.mean(log_zeta), "zeta_mean": values["zeta"], "log_zeta_spread": jnp.std(log_zeta)}
+
+
 def zeta_and_power_iteration(
-    ebm: nn.Module,
-    psi,
-    ebm_stats,
-    y_m: Array,
-    ctx_m: Optional[Array],
-    log_p_m: Array,
-    num_conditions: Optional[int] = None,
+    ebm: nn.Module, psi, ebm_stats, zeta: Samples, num_conditions: Optional[int] = None
 ) -> tuple[Array, dict]:
-    """log ζ̂ (Algorithm 2, eq. (12)) from ``M`` flow samples ``y_m (M, dim)`` with their
-    ``log_p_m (M,)``, by a forward pass of the EBM that also runs one spectral-norm power
-    iteration. Returns ``(log_zeta, new spectral statistics)``; log ζ̂ carries no gradient.
-    With ``num_conditions = n`` the samples are n consecutive groups, one per condition (B.6),
-    and ``log_zeta`` is ``(n,)``, one estimate per group; otherwise it is a scalar."""
-    log_q_m, new_vars = ebm.apply({"params": psi, "spectral": ebm_stats}, y_m, ctx_m, update_stats=True, mutable=["spectral"])
+    """log ζ̂ (Algorithm 2, eq. (12)) from the ζ samples ``zeta`` (``points (M, dim)``,
+    ``context``, ``log_p (M,)``), by a forward pass of the EBM that also runs one spectral-norm
+    power iteration. Returns ``(log_zeta, new spectral statistics)``; log ζ̂ carries no
+    gradient. With ``num_conditions = n`` the samples are n consecutive groups, one per
+    condition (B.6), and ``log_zeta`` is ``(n,)``, one estimate per group; otherwise a scalar."""
+    log_q_m, new_vars = ebm.apply(
+        {"params": psi, "spectral": ebm_stats}, zeta.points, zeta.context, update_stats=True, mutable=["spectral"]
+    )
     shape = (-1,) if num_conditions is None else (num_conditions, -1)
-    return obj.log_zeta_estimate(sg(log_q_m).reshape(shape), sg(log_p_m).reshape(shape)), new_vars["spectral"]
+    return obj.log_zeta_estimate(sg(log_q_m).reshape(shape), sg(zeta.log_p).reshape(shape)), new_vars["spectral"]
 
 
 def psi_gradient(
@@ -111,35 +90,31 @@ def psi_gradient(
     ebm_vars,
     lambdas: dict,
     log_zeta: Array,
-    x: Array,
-    ctx: Optional[Array],
-    y: Array,
-    ctx_y: Optional[Array],
-    log_p_y: Array,
-    y_m: Array,
-    ctx_m: Optional[Array],
-    log_p_m: Array,
+    data: Batch,
+    reverse: Samples,
+    zeta: Samples,
 ):
     """∇ψ of the ψ surrogate (eq. (15)) at ``ebm_vars`` (params and spectral statistics).
 
-    ``x (n, dim)`` data with ``ctx``; ``y (N, dim)`` reverse-KL samples with ``ctx_y`` and
-    ``log_p_y (N,)``; ``y_m (M, dim)``, ``ctx_m``, ``log_p_m (M,)`` the ζ samples, which carry
-    ∇ψ ζ when ``config.zeta_grad == "importance"`` (eq. (14)); otherwise the y samples do.
-    A per-condition ``log_zeta (n,)`` (B.6) groups those samples by condition: row i of the
+    ``data``: ``x (n, dim)`` with its context; ``reverse``: the reverse-KL samples y
+    ``(N, dim)`` with context and log p_θ(y); ``zeta``: the ζ samples, which carry ∇ψ ζ when
+    ``config.zeta_grad == "importance"`` (eq. (14)); otherwise the y samples do. A
+    per-condition ``log_zeta (n,)`` (B.6) groups those samples by condition: row i of the
     reshaped ``(n, J)`` samples carries ∇ψ ζ(u_i). Returns ``(g_psi, log_q_x (n,),
     log_q_y (N,))``, the log-densities without gradient.
     """
+    x, ctx = data
     n = x.shape[0]
     group = log_zeta.shape + (-1,)
 
     def psi_loss(psi_):
         v = {"params": psi_, "spectral": ebm_vars["spectral"]}
-        log_q = ebm.apply(v, jnp.concatenate([x, y]), _concat(ctx, ctx_y))
+        log_q = ebm.apply(v, jnp.concatenate([x, reverse.points]), concat_context(ctx, reverse.context))
         log_q_x, log_q_y = log_q[:n], log_q[n:]
         if config.zeta_grad == "batch":
-            zq, zp = log_q_y, log_p_y
+            zq, zp = log_q_y, reverse.log_p
         else:
-            zq, zp = ebm.apply(v, y_m, ctx_m), log_p_m
+            zq, zp = ebm.apply(v, zeta.points, zeta.context), zeta.log_p
         loss = obj.psi_surrogate(log_q_x, log_q_y, log_zeta, zq.reshape(group), zp.reshape(group), lambdas, config.temperature)
         return loss, (log_q_x, log_q_y)
 
@@ -188,35 +163,33 @@ def theta_gradient(
     theta,
     ebm_vars,
     lambdas: dict,
-    x: Array,
-    ctx: Optional[Array],
-    y: Array,
-    ctx_y: Optional[Array],
+    data: Batch,
+    reverse: Samples,
     log_q_y: Array,
     key_y: Array,
     *,
-    log_p_y_sampled: Optional[Array] = None,
     log_zeta_y: Optional[Array] = None,
 ):
     """∇θ of the θ surrogate (eq. (18), or pathwise when ``config.reverse_grad == "pathwise"``).
 
-    ``x (n, dim)`` data with ``ctx``; ``y (N, dim)`` the reverse-KL samples drawn with ``key_y``
-    (no gradient) with ``ctx_y`` and ``log_q_y (N,)`` the EBM there. The pathwise form redraws y
-    from ``key_y`` along θ's sampling path, with ψ (``ebm_vars``) held fixed. The score form
-    subtracts :func:`score_baseline` from its weights, built from ``log_p_y_sampled (N,)``
-    (log p_θ(y) returned with the samples) and ``log_zeta_y`` (scalar or ``(N,)``). Returns
-    ``(g_theta, log_p_x (n,), log_p_y (N,))``, the log-densities without gradient.
+    ``data``: ``x (n, dim)`` with its context; ``reverse``: the reverse-KL samples y
+    ``(N, dim)`` drawn with ``key_y`` (no gradient), their context and log p_θ(y) as drawn;
+    ``log_q_y (N,)`` the EBM there. The pathwise form redraws y from ``key_y`` along θ's
+    sampling path, with ψ (``ebm_vars``) held fixed. The score form subtracts
+    :func:`score_baseline` from its weights, built from ``reverse.log_p`` and ``log_zeta_y``
+    (scalar or ``(N,)``). Returns ``(g_theta, log_p_x (n,), log_p_y (N,))``, the
+    log-densities without gradient.
     """
+    x, ctx = data
+    y, ctx_y = reverse.points, reverse.context
     n, n_rev, T = x.shape[0], y.shape[0], config.temperature
     baseline = None
     if config.reverse_grad == "score" and theta_baseline_mode(config) != "none":
-        if log_p_y_sampled is None:
-            log_p_y_sampled = flow.apply({"params": theta}, y, ctx_y, method="log_prob")
-        baseline = score_baseline(config, log_p_y_sampled, log_q_y, log_zeta_y)
+        baseline = score_baseline(config, reverse.log_p, log_q_y, log_zeta_y)
 
     def theta_loss(theta_):
         if config.reverse_grad == "score":
-            log_p = flow.apply({"params": theta_}, jnp.concatenate([x, y]), _concat(ctx, ctx_y), method="log_prob")
+            log_p = flow.apply({"params": theta_}, jnp.concatenate([x, y]), concat_context(ctx, ctx_y), method="log_prob")
             log_p_x, log_p_y = log_p[:n], log_p[n:]
             loss = obj.theta_surrogate_score(log_p_x, log_p_y, log_q_y, lambdas, T, baseline)
         else:
@@ -245,7 +218,7 @@ def primal_dual_update(
     Adam steps θ and ψ along ``g_theta``/``g_psi``; for ``method == "adasym"`` the multipliers
     ascend :func:`~adasym_jax.objective.dual_gradients` of the constraint ``values`` (dict with
     ``fw``, ``rv``, ``prx``, ``zeta``) and are projected onto λ ≥ 0 (λ ≥ ``lambda_floor`` for
-    the B.7 multipliers); P-W keeps them. Returns the new state (with ``key`` and the new
+    the B.7 multipliers, :func:`~adasym_jax.objective.project_multipliers`); P-W keeps them. Returns the new state (with ``key`` and the new
     spectral statistics) and the step's scalar metrics (the λ reported are those used).
     """
     lam = state.lambdas
@@ -256,7 +229,7 @@ def primal_dual_update(
         ascent = obj.dual_gradients(values, lam, config.eps_zeta, config.negative_nll)
         neg = jax.tree.map(lambda g: -g, ascent)
         new_lam, dual_opt = _apply_updates(dual_optimizer(config), neg, state.dual_opt, lam)
-        new_lam = {k: jnp.maximum(v, _lambda_floor(config, k)) for k, v in new_lam.items()}
+        new_lam = obj.project_multipliers(new_lam, config.negative_nll, config.lambda_floor)
     metrics = {
         "fw_nll": values["fw"],
         "rv_kl": values["rv"],
@@ -280,12 +253,6 @@ def primal_dual_update(
         dual_opt=dual_opt,
     )
     return new_state, metrics
-
-
-def _lambda_floor(config: TrainConfig, name: str) -> float:
-    if config.negative_nll and name in obj.NLL_CONSTRAINTS:
-        return config.lambda_floor
-    return 0.0
 
 
 def make_mle_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> StepFn:

@@ -26,7 +26,6 @@ import numpy as np
 from adasym_jax.config import parse_override
 from adasym_jax.objective import log_zeta_estimate
 from adasym_jax.runner import Trainer
-from adasym_jax.sbi.conditional import make_conditional_step
 from adasym_jax.sbi.run import sbi_config, train_sbi
 from adasym_jax.sbi.tasks import get_task, simulate_dataset
 
@@ -41,9 +40,9 @@ def zeta_study(task_name: str, overrides: list[str], train_steps: int = 150, ks=
     cfg = sbi_config(task, "adasym")
     for o in overrides:
         cfg = parse_override(o, cfg)
+    cfg = cfg.replace(zeta_per_condition=1)
     beta, u = simulate_dataset(task, jax.random.PRNGKey(0), 1000)
     tr = Trainer(cfg, task.param_dim)
-    tr.step = make_conditional_step(cfg, tr.flow, tr.ebm, 1)
     state, _ = tr.chunk(train_steps, len(beta))(tr.init([0]), jnp.asarray(beta), jnp.asarray(u))
     s = jax.tree.map(lambda a: a[0], state)
     ctx = jnp.asarray(u[:num_conditions])

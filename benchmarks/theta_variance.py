@@ -31,7 +31,9 @@ import adasym_jax as aj
 from adasym_jax.objective import log_zeta_estimate
 from adasym_jax.sbi.run import sbi_config, train_sbi
 from adasym_jax.sbi.tasks import get_task, simulate_dataset
+from adasym_jax.batch import Batch
 from adasym_jax.train import theta_gradient
+from adasym_jax.zeta_sources import Samples
 
 sg = jax.lax.stop_gradient
 RESULTS = Path(__file__).parent / "results"
@@ -58,7 +60,7 @@ def gradient_sets(config, flow, ebm, state, x, ctx, sets: int, key, zeta_per_con
         y, log_p_s = sg(y), sg(log_p_s)
         log_q_y = ebm.apply(ebm_vars, y, ctx)
         cfg = config.replace(theta_baseline=mode)
-        g, _, _ = theta_gradient(cfg, flow, ebm, theta, ebm_vars, lam, x, ctx, y, ctx, log_q_y, k_y, log_p_y_sampled=log_p_s, log_zeta_y=log_zeta)
+        g, _, _ = theta_gradient(cfg, flow, ebm, theta, ebm_vars, lam, Batch(x, ctx), Samples(y, ctx, log_p_s), log_q_y, k_y, log_zeta_y=log_zeta)
         return ravel_pytree(g)[0], jnp.mean(log_zeta)
 
     rev = {"fw": jnp.asarray(0.0), "rv": jnp.asarray(1.0)}

@@ -64,7 +64,7 @@ def test_round_trip_is_exact(run, tiny_config):
     # plain formats only: JSON and a msgpack of nested dicts of arrays (no pickle)
     assert sorted(p.suffix for p in folder.iterdir()) == [".json", ".msgpack"]
     raw = serialization.msgpack_restore((folder / meta["state_file"]).read_bytes())
-    assert set(raw) == {"step", "key", "flow_params", "ebm_params", "ebm_stats", "lambdas", "flow_opt", "ebm_opt", "dual_opt"}
+    assert set(raw) == {"step", "key", "flow_params", "ebm_params", "ebm_stats", "lambdas", "flow_opt", "ebm_opt", "dual_opt", "zeta_cache"}
 
 
 def test_resume_is_exact(run):

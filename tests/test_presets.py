@@ -118,10 +118,11 @@ def test_sbi_is_appendix_d4(task, blocks, hidden):
     p = presets.sbi(task)
     _has(p.config, method="adasym", context_dim=2, num_transforms=4, num_bins=8, ebm_blocks=blocks, ebm_hidden=hidden,
          film_layers=2, batch_size=1000, negative_nll=True, lr_flow=1e-4, lr_ebm=1e-5, lr_dual=1e-6,
-         lr_dual_zeta=1e-2, eps_zeta=30.0, lambda_init=0.01)  # fmt: skip
+         lr_dual_zeta=1e-2, eps_zeta=30.0, lambda_init=0.01, zeta_per_condition=presets.SBI_ZETA_PER_CONDITION)  # fmt: skip
     assert (p.run["num_posterior_samples"], p.run["langevin_steps"], p.run["langevin_step_size"]) == (5000, 2000, 1e-4)
     assert presets.sbi(get_task(task)) == p  # a task object or its name
-    assert sbi_config(get_task(task), "nf", lr_flow=3e-4) == p.config.replace(method="nf", lr_flow=3e-4)
+    # the NF baseline is the same preset with maximum likelihood (no ζ, so no per-condition samples)
+    assert sbi_config(get_task(task), "nf", lr_flow=3e-4) == p.config.replace(method="nf", lr_flow=3e-4, zeta_per_condition=0)
     with pytest.raises(ValueError, match="unknown SBI method"):
         presets.sbi(task, "wgan")
 

@@ -1,5 +1,5 @@
-"""The conditional dual step (B.6): surrogate gradients against autodiff of the estimated
-Lagrangian, per-condition ζ. (Training through the step, vmapped over seeds, is covered by
+"""The conditional dual step (B.6, ``TrainConfig.zeta_per_condition``): surrogate gradients
+against autodiff of the estimated Lagrangian, per-condition ζ. (Training through the step, vmapped over seeds, is covered by
 the end-to-end run in test_sbi_run.py.)"""
 
 import jax
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from adasym_jax import TrainConfig
-from adasym_jax.objective import psi_surrogate
-from adasym_jax.sbi.conditional import conditional_constraint_values, make_conditional_step
+from adasym_jax.objective import constraint_values, psi_surrogate
+from adasym_jax.state import build_models
+from adasym_jax.zeta_sources import per_condition_samples
 
 
 def test_psi_surrogate_gradient_is_the_lagrangian_gradient():
@@ -45,18 +46,35 @@ def test_psi_surrogate_gradient_is_the_lagrangian_gradient():
 def test_constraint_uses_mean_of_zetas_not_of_logs():
     log_zeta = jnp.log(jnp.array([0.5, 2.0]))
     z = jnp.zeros(2)
-    v = conditional_constraint_values(z, z, z, z, log_zeta)
+    v = constraint_values(z, z, z, z, log_zeta)
     assert float(v["zeta"]) == pytest.approx(1.25)
     # rv and prx carry the mean of log ζ(u_i) (here 0).
     assert float(v["prx"]) == pytest.approx(0.0, abs=1e-7)
 
 
 def test_bad_configs_are_refused():
-    from adasym_jax.state import build_models
-
-    cfg = TrainConfig(context_dim=0)
     with pytest.raises(ValueError, match="context_dim"):
-        make_conditional_step(cfg, *build_models(cfg, 2))
-    cfg = TrainConfig(context_dim=2)
+        TrainConfig(context_dim=0, zeta_per_condition=4)
     with pytest.raises(ValueError, match="zeta_per_condition"):
-        make_conditional_step(cfg, *build_models(cfg, 2), zeta_per_condition=0)
+        TrainConfig(context_dim=2, zeta_per_condition=-1)
+    cfg = TrainConfig(context_dim=2)  # zeta_per_condition 0: the pooled estimate, not B.6
+    with pytest.raises(ValueError, match="zeta_per_condition"):
+        per_condition_samples(cfg, build_models(cfg, 2)[0])
+
+
+def test_per_condition_draw_groups_samples_by_condition():
+    """K samples at each of the batch's conditions, in consecutive groups, one reverse-KL
+    sample per condition, and log p_θ of each sample at its own condition."""
+    cfg = TrainConfig(context_dim=2, zeta_per_condition=3, num_transforms=2, flow_hidden=(8,), ebm_blocks=1, ebm_hidden=8)
+    flow, ebm = build_models(cfg, 2)
+    from adasym_jax.batch import Batch
+    from adasym_jax.state import init_state
+
+    s = init_state(cfg, flow, ebm, jax.random.PRNGKey(0), 2)
+    ctx = jax.random.normal(jax.random.PRNGKey(1), (5, 2))
+    draw = per_condition_samples(cfg, flow)(s, Batch(jnp.zeros((5, 2)), ctx))
+    assert draw.num_conditions == 5
+    assert draw.zeta.points.shape == (15, 2) and draw.reverse.points.shape == (5, 2)
+    np.testing.assert_array_equal(draw.zeta.context, jnp.repeat(ctx, 3, axis=0))
+    lp = flow.apply({"params": s.flow_params}, draw.zeta.points, draw.zeta.context, method="log_prob")
+    np.testing.assert_allclose(lp, draw.zeta.log_p, rtol=1e-4, atol=1e-4)

@@ -2,7 +2,8 @@
 
 - :mod:`.autoencoder` — the convolutional autoencoder of Algorithms 7–8 (any 8×8 … 64×64 image).
 - :mod:`.warmstart` — B.8 warm start: regress log q̃_ψ onto log p_θ on flow samples.
-- :mod:`.zeta_cache` — ζ from a large sample refreshed every K steps (D.3).
+- ζ from a large sample refreshed every K steps (D.3) is ``TrainConfig.zeta_refresh_every``
+  (:mod:`adasym_jax.zeta_sources`), driven by :func:`adasym_jax.runner.fit`.
 - :mod:`.frechet` — Fréchet distance and the *Fréchet digits distance* (not FID).
 - :mod:`.inception` — a real FID: the FID Inception-v3 in Flax, weights from a local ``.npz``.
 - :mod:`.digits` — scikit-learn's bundled 8×8 digits.
@@ -51,12 +52,10 @@ from adasym_jax.latent.run import (
     train_on_latents,
 )
 from adasym_jax.latent.warmstart import WarmStartSettings, warm_start_ebm
-from adasym_jax.latent.zeta_cache import CachedState, make_cached_chunk, make_cached_dual_step, refresh_cache
 
 __all__ = [
     "AutoencoderFit",
     "AutoencoderSettings",
-    "CachedState",
     "ConvAutoencoder",
     "DigitsFeatureNet",
     "FrechetDigits",
@@ -80,10 +79,7 @@ __all__ = [
     "inception_features",
     "load_image_file",
     "load_inception_params",
-    "make_cached_chunk",
-    "make_cached_dual_step",
     "reconstruct",
-    "refresh_cache",
     "run_images",
     "run_pixels",
     "train_autoencoder",

@@ -11,9 +11,7 @@ flattened, dequantized pixels (no autoencoder). Defaults are Appendix C.2 / D.3
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -35,9 +33,9 @@ from adasym_jax.latent.autoencoder import (
 )
 from adasym_jax.latent.grid import save_grids
 from adasym_jax.latent.warmstart import WarmStartSettings, warm_start_ebm
-from adasym_jax.latent.zeta_cache import core_state, make_cached_chunk, with_cache
 from adasym_jax.presets import latent as latent_preset
-from adasym_jax.runner import Trainer, seed_list
+from adasym_jax.files import write_json
+from adasym_jax.runner import FitResult, Trainer, fit, seed_list, steps_per_epoch
 from adasym_jax.validation import check_points
 
 #: Appendix D.3 for CelebA, :func:`adasym_jax.presets.latent` ``("celeba")``: NSF 6 transforms ×
@@ -55,7 +53,8 @@ class Recipe:
     ``warm_start``: regress log q̃_ψ onto log p_θ first (:mod:`.warmstart`) for
     ``warm_start_steps`` Adam steps at ``warm_start_lr`` on ``warm_start_samples`` samples.
     ``zeta_every``: refresh the ``config.num_zeta_samples`` ζ samples every K steps
-    (:mod:`.zeta_cache`); ``1`` draws fresh samples every step (the switch off).
+    (``TrainConfig.zeta_refresh_every``, :mod:`adasym_jax.zeta_sources`); ``1`` draws fresh
+    samples every step (the switch off).
     """
 
     warm_start: bool = True
@@ -115,14 +114,18 @@ def train_on_latents(
     progress: Optional[Callable[[str], None]] = None,
     extra_sample_metrics: Optional[Mapping[str, Callable[[np.ndarray], float]]] = None,
 ) -> LatentRun:
-    """Train every seed at once on ``x_train (n, d)``; evaluate after every ``eval_every_epochs``.
+    """Train every seed at once on ``x_train (n, d)``; evaluate after every ``eval_every_epochs``,
+    through :func:`adasym_jax.runner.fit` (the library's one training loop).
 
-    An epoch is ``n // batch_size`` steps (one step for full batch). Each evaluation records the
-    test NLL of p_θ and q̃_ψ on ``x_test`` and log ζ̂ (``Trainer.evaluate``) and, if given,
-    ``sample_metric`` of ``num_metric_samples`` flow samples ``(num, d)`` per seed (e.g. a
-    Fréchet distance of decoded images). ``extra_sample_metrics`` ``{name: fn}`` are evaluated on
-    the same samples and recorded under ``name`` (e.g. ``{"fid": ...}``). A seed that diverges
-    keeps NaN values; the others go on.
+    An epoch is ``n // batch_size`` steps (one step for full batch). The recipe's ζ cache is
+    ``TrainConfig.zeta_refresh_every`` = ``recipe.zeta_every`` (D.3: M samples redrawn every
+    K steps). Each evaluation records the test NLL of p_θ and q̃_ψ on ``x_test`` and log ζ̂
+    (``Trainer.evaluate``) and, if given, ``sample_metric`` of ``num_metric_samples`` flow
+    samples ``(num, d)`` per seed (e.g. a Fréchet distance of decoded images).
+    ``extra_sample_metrics`` ``{name: fn}`` are evaluated on the same samples and recorded under
+    ``name`` (e.g. ``{"fid": ...}``). A seed that diverges stops at its last good state
+    (``fit(on_nonfinite="freeze")``) and its later values are NaN; the others go on.
+    ``progress`` receives one line per phase and evaluation, and enables the progress bar.
     """
     if config.method not in ("adasym", "nf"):
         raise ValueError(f"method must be adasym or nf, got {config.method!r}")
@@ -137,63 +140,50 @@ def train_on_latents(
             raise ValueError(f"extra sample metric {name!r} must be a callable with a new name")
         metric_fns[name] = fn
     n, dim = x_train.shape
-    bs = config.batch_size
-    steps_per_epoch = max(1, n // bs) if bs is not None and bs < n else 1
+    config = config.replace(zeta_refresh_every=recipe.zeta_every)
+    per_epoch = steps_per_epoch(config, n)
     trainer = Trainer(config, dim)
     flow, ebm = trainer.flow, trainer.ebm
-    m = config.num_zeta_samples
-    state = jax.jit(jax.vmap(lambda s: with_cache(s, dim, m)))(trainer.init(seeds_))
+    state = trainer.init(seeds_)
     ws_loss = np.zeros((len(seeds_), 0), np.float32)
     if recipe.warm_start and config.method == "adasym":
         ws = WarmStartSettings(recipe.warm_start_steps, recipe.warm_start_samples, recipe.warm_start_lr)
+        _say(progress, f"warm start: {ws.steps} Adam steps regressing log q̃_ψ onto log p_θ ...")
         state, losses = jax.jit(jax.vmap(lambda s: warm_start_ebm(flow, ebm, s, ws)))(state)
         ws_loss = np.asarray(losses)
         _say(progress, f"warm start: regression loss {np.mean(ws_loss[:, 0]):.3g} -> {np.mean(ws_loss[:, -1]):.3g} nats^2")
-    x = jax.numpy.asarray(x_train, jax.numpy.float32)
-    chunk_len = steps_per_epoch * eval_every_epochs
-    chunk = make_cached_chunk(config, flow, ebm, recipe.zeta_every, chunk_len, n)
-    key = jax.random.PRNGKey(2024)
-    evals: dict[str, list] = {}
-    eval_epochs: list[int] = []
-    diverged = np.zeros(len(seeds_), bool)
-    step, seconds, epoch = 0, 0.0, 0
-    while epoch < epochs:
-        t0 = time.perf_counter()
-        state, metrics = chunk(state, x, step)
-        metrics = jax.device_get(metrics)
-        seconds += time.perf_counter() - t0 if step else 0.0  # the first chunk includes compilation
-        step += chunk_len
-        epoch += eval_every_epochs
-        for v in metrics.values():
-            diverged |= ~np.all(np.isfinite(np.asarray(v)), axis=1)
-        ev = trainer.evaluate(state, x_test)
-        if metric_fns:
-            key, k = jax.random.split(key)
-            samples = np.asarray(trainer.sample(state, k, num_metric_samples))
-            for name, fn in metric_fns.items():
-                ev[name] = np.array([fn(s) if np.all(np.isfinite(s)) else np.nan for s in samples])
-        for k_, v in ev.items():
-            v = np.where(diverged, np.nan, np.asarray(v, np.float64))
-            evals.setdefault(k_, []).append(v)
-        eval_epochs.append(epoch)
-        msg = f"epoch {epoch}/{epochs}: test NLL p {finite_mean(evals['test_nll_p'][-1]):.3f}"
-        if sample_metric is not None:
-            msg += f", sample metric {finite_mean(evals['sample_metric'][-1]):.3f}"
-        for name in extra_sample_metrics or {}:
-            msg += f", {name} {finite_mean(evals[name][-1]):.3f}"
+    keys = {"key": jax.random.PRNGKey(2024)}
+
+    def sample_metrics(s, _standardization) -> dict[str, np.ndarray]:
+        keys["key"], k = jax.random.split(keys["key"])
+        samples = np.asarray(trainer.sample(s, k, num_metric_samples))
+        return {name: np.array([fn(x) if np.all(np.isfinite(x)) else np.nan for x in samples]) for name, fn in metric_fns.items()}
+
+    def report(r: FitResult) -> None:
+        epoch = r.eval_steps[-1] // per_epoch
+        msg = f"epoch {epoch}/{epochs}: test NLL p {finite_mean(r.evals['test_nll_p'][:, -1]):.3f}"
+        for name in metric_fns:
+            msg += f", {'sample metric' if name == 'sample_metric' else name} {finite_mean(r.evals[name][:, -1]):.3f}"
         _say(progress, msg)
-    timed_steps = step - chunk_len
+
+    fitted = fit(
+        x_train, test_data=x_test, config=config, seeds=seeds_, num_steps=epochs * per_epoch,
+        eval_every=eval_every_epochs * per_epoch, state=state, trainer=trainer, standardize=False,
+        progress=progress is not None, on_eval=report if progress is not None else None,
+        evaluators=[sample_metrics] if metric_fns else [], on_nonfinite="freeze",
+    )
+    steps = fitted.eval_steps[-1]
     return LatentRun(
         trainer=trainer,
-        state=state,
+        state=fitted.state,
         seeds=seeds_,
-        eval_epochs=eval_epochs,
-        evals={k: np.stack(v, axis=1) for k, v in evals.items()},
+        eval_epochs=[s // per_epoch for s in fitted.eval_steps],
+        evals={k: np.asarray(v, np.float64) for k, v in fitted.evals.items()},
         warm_start_loss=ws_loss,
-        diverged=diverged,
-        steps=step,
-        train_seconds=seconds,
-        steps_per_second=timed_steps / seconds if seconds > 0 else float("nan"),
+        diverged=fitted.diverged_step >= 0,
+        steps=steps,
+        train_seconds=steps / fitted.steps_per_second if fitted.steps_per_second > 0 else float("nan"),
+        steps_per_second=fitted.steps_per_second,
     )
 
 
@@ -253,18 +243,6 @@ def load_image_file(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"images must be uint8 or float, got dtype {arr.dtype}")
     check_images(arr)
     return arr
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, default=_jsonable))
-
-
-def _jsonable(v):
-    if isinstance(v, (np.floating, np.integer)):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    raise TypeError(f"not JSON serializable: {type(v).__name__}")
 
 
 def _finite_or_none(x):
@@ -352,11 +330,11 @@ def run_images(
     metrics = _write_run(out, run, config, recipe, metric_name, extra, {"autoencoder": dataclasses.asdict(autoencoder)})
     state_bytes = serialization.msgpack_serialize(serialization.to_state_dict(jax.device_get(ae.params)))
     (out / "autoencoder.msgpack").write_bytes(state_bytes)
-    _write_json(
+    write_json(
         out / "autoencoder.json",
         {"image_shape": list(train_images.shape[1:]), **dataclasses.asdict(autoencoder), "latent_mean": scaler.mean, "latent_std": scaler.std},
     )
-    save_checkpoint(out, core_state(run.state), config, run.trainer.dim, run.seeds, extra=_latent_extra("autoencoder", scaler), standardization=scaler)
+    save_checkpoint(out, run.state, config, run.trainer.dim, run.seeds, extra=_latent_extra("autoencoder", scaler), standardization=scaler)
     samples = np.asarray(run.trainer.sample(run.state, jax.random.PRNGKey(7), 50))[0]
     if np.all(np.isfinite(samples)):
         save_grids(out / "samples.png", [to_images(samples)], [f"{config.method} samples (seed {run.seeds[0]})"], invert=invert_grids)
@@ -442,8 +420,8 @@ def _write_run(out: Path, run: LatentRun, config, recipe, metric_name, extra, se
         "evals": summary,
         **extra,
     }
-    _write_json(out / "metrics.json", metrics)
-    _write_json(out / "config.json", {"train_config": config.to_dict(), "recipe": dataclasses.asdict(recipe), **settings})
+    write_json(out / "metrics.json", metrics)
+    write_json(out / "config.json", {"train_config": config.to_dict(), "recipe": dataclasses.asdict(recipe), **settings})
     return metrics
 
 
@@ -504,7 +482,7 @@ def run_pixels(
     run.evals["test_nll_p_unit"] = nll_unit
     run.evals["test_bits_per_pixel"] = np.vectorize(lambda v: discrete_bits_per_dim(v, dim))(nll_unit)
     metrics = _write_run(out, run, config, recipe, metric_name, {}, {"pixel_space": True, "dim": dim})
-    save_checkpoint(out, core_state(run.state), config, dim, run.seeds, extra=_latent_extra("pixels", scaler), standardization=scaler)
+    save_checkpoint(out, run.state, config, dim, run.seeds, extra=_latent_extra("pixels", scaler), standardization=scaler)
     samples = np.asarray(run.trainer.sample(run.state, jax.random.PRNGKey(7), 50))[0]
     if np.all(np.isfinite(samples)):
         save_grids(out / "samples.png", [to_images(samples)], [f"{config.method} pixel-space samples"], invert=invert_grids)

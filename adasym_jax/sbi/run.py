@@ -1,17 +1,16 @@
 """Amortized posterior estimation end to end: simulate, train every seed at once, score with C2ST.
 
 :func:`sbi_config` is D.4's settings (:func:`adasym_jax.presets.sbi`); :func:`train_sbi` trains the conditional dual method
-(:mod:`adasym_jax.sbi.conditional`) or the NF baseline (maximum likelihood, i.e. neural posterior
-estimation) through :class:`adasym_jax.runner.Trainer`'s compiled, seed-vmapped chunks, and
-scores p_θ(· | u₀) against reference posterior samples after every chunk. :func:`write_run`
+(ζ per condition, B.6: ``TrainConfig.zeta_per_condition``) or the NF baseline (maximum
+likelihood, i.e. neural posterior estimation) through :func:`adasym_jax.runner.fit`, the one
+training loop, with a C2ST evaluator that scores p_θ(· | u₀) against reference posterior
+samples after every chunk. :func:`write_run`
 writes ``metrics.json``, ``config.json`` and a checkpoint that ``adasym sample`` reads.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -21,18 +20,19 @@ import numpy as np
 
 from adasym_jax.checkpoint import Standardization, save_checkpoint
 from adasym_jax.config import TrainConfig
-from adasym_jax.jit import tuned_jit
+from adasym_jax.files import jsonable, write_json
 from adasym_jax.presets import SBI_RUN
 from adasym_jax.presets import sbi as sbi_preset
-from adasym_jax.runner import Trainer, raise_if_nonfinite, seed_list
+from adasym_jax.runner import FitResult, Trainer, fit, seed_list, steps_per_epoch, validation_split
 from adasym_jax.sbi.c2st import c2st_mlp, c2st_paper
-from adasym_jax.sbi.conditional import DEFAULT_ZETA_PER_CONDITION, make_conditional_step
 from adasym_jax.sbi.tasks import SBITask, rejection_abc, simulate_dataset, validate_observation
 from adasym_jax.state import TrainState
 
 METHODS = ("adasym", "nf")
 REFERENCES = ("exact", "abc")
 NUM_POSTERIOR_SAMPLES = SBI_RUN["num_posterior_samples"]  # D.4: 5000 reference and 5000 model samples
+VALIDATION_FRACTION = 0.1  # sbi's NPE: 10 % of the simulations held out
+MIN_EVAL_EVERY = 100  # convergence runs evaluate every epoch, but at least every this many steps
 
 
 def sbi_config(task: SBITask, method: str = "adasym", **overrides: Any) -> TrainConfig:
@@ -101,10 +101,9 @@ def train_sbi(
     method: str = "adasym",
     seeds: int | Sequence[int] = 5,
     steps: int = 2000,
-    eval_every: int = 200,
+    eval_every: Optional[int] = 200,
     observation=None,
     reference: str = "exact",
-    zeta_per_condition: int = DEFAULT_ZETA_PER_CONDITION,
     data_seed: int = 0,
     mlp_c2st: bool = True,
     config: Optional[TrainConfig] = None,
@@ -112,36 +111,46 @@ def train_sbi(
     reference_draws: Optional[np.ndarray] = None,
     num_posterior_samples: int = NUM_POSTERIOR_SAMPLES,
     progress: bool = False,
+    patience: Optional[int] = None,
+    validation_fraction: float = VALIDATION_FRACTION,
+    c2st_curve: bool = True,
 ) -> SBIResult:
-    """Train ``method`` on ``num_simulations`` simulations of ``task`` for every seed at once.
+    """Train ``method`` on ``num_simulations`` simulations of ``task`` for every seed at once,
+    through :func:`adasym_jax.runner.fit` (the library's one training loop).
 
-    Every ``eval_every`` steps, ``num_posterior_samples`` samples of p_θ(· | u₀) per seed are
-    scored by the paper's C2ST against the reference; the best (lowest accuracy, as in
-    Figure 6's "best C2ST over the run") and the last scores are kept, and with
-    ``mlp_c2st`` the SBI-benchmark C2ST is computed for the best and the last samples.
-    ``data`` replaces the simulator by user pairs ``(β (n, d), u (n, k))``;
-    ``reference_draws`` replaces the reference sampler. All input is checked before compiling.
+    ``validation_fraction`` of the simulations (default 10 %, sbi's NPE) are held out; the
+    exact NLL of p_θ on them is the validation curve. ``patience`` ``None`` (default): a fixed
+    ``steps`` (the paper's runs); an integer: train to convergence as sbi's NPE does (stop a
+    seed after ``patience`` evaluations without a lower validation loss, keep its best
+    parameters), with ``steps`` as the cap. ``eval_every`` ``None``: one epoch, at least
+    :data:`MIN_EVAL_EVERY` steps (a full-batch epoch is one step).
+
+    Scores (``result.c2st``): with ``c2st_curve``, every evaluation scores
+    ``num_posterior_samples`` samples of p_θ(· | u₀) per seed by the paper's C2ST against the
+    reference (``"curve"``; ``"best"``, the lowest, is Figure 6's "best C2ST over the run";
+    ``"last"`` the last point); ``"final"`` always scores the returned state (each seed's
+    best-validation state under early stopping, else the last). ``mlp_c2st`` adds the
+    SBI-benchmark C2ST of the best (with the curve) and the final samples. ``data`` replaces
+    the simulator by user pairs ``(β (n, d), u (n, k))``; ``reference_draws`` replaces the
+    reference sampler. All input is checked before compiling.
     """
     if method not in METHODS:
         raise ValueError(f"unknown SBI method {method!r}; choose one of {', '.join(METHODS)}")
-    if steps < 1 or eval_every < 1:
+    if steps < 1 or (eval_every is not None and eval_every < 1):
         raise ValueError("steps and eval_every must be >= 1")
     u0 = validate_observation(task, task.observation if observation is None else observation)
     seeds_ = seed_list(seeds)
     key = jax.random.PRNGKey(data_seed)
-    k_sim, k_val, k_ref, k_eval = jax.random.split(key, 4)
+    k_sim, _, k_ref, k_eval = jax.random.split(key, 4)
     if data is None:
         beta, u = simulate_dataset(task, k_sim, num_simulations)
-        val_beta, val_u = simulate_dataset(task, k_val, 1000)
     else:
         beta, u = (np.asarray(a, np.float32) for a in data)
-        if beta.shape[1] != task.param_dim or u.shape[1] != task.obs_dim or len(beta) != len(u) or len(beta) < 2:
+        if beta.ndim != 2 or u.ndim != 2 or beta.shape[1] != task.param_dim or u.shape[1] != task.obs_dim or len(beta) != len(u) or len(beta) < 2:
             raise ValueError(f"(β, u) pairs must be ({len(beta)}, {task.param_dim}) and ({len(beta)}, {task.obs_dim}), got {beta.shape} and {u.shape}")
         if not (np.all(np.isfinite(beta)) and np.all(np.isfinite(u))):
             raise ValueError("(β, u) pairs contain NaN or infinite values")
         num_simulations = len(beta)
-        n_val = max(1, min(1000, len(beta) // 10))
-        val_beta, val_u, beta, u = beta[:n_val], u[:n_val], beta[n_val:], u[n_val:]
     if reference_draws is None:
         ref = reference_samples(task, u0, k_ref, reference, num_posterior_samples)
     else:
@@ -152,126 +161,114 @@ def train_sbi(
     config = config or sbi_config(task, method)
     if config.context_dim != task.obs_dim:
         raise ValueError(f"config.context_dim={config.context_dim} but the task's obs_dim={task.obs_dim}")
-    # Standardize β only if it leaves the spline's range; contexts stay raw (``adasym sample``
-    # maps β back with the stored standardization and passes contexts unchanged).
-    standardizer = Standardization.fit(beta) if np.max(np.abs(beta)) > 0.8 * config.bound else None
-    to_z = lambda b: np.asarray(b if standardizer is None else standardizer.apply(b), np.float32)  # noqa: E731
-    from_z = lambda z: np.asarray(z if standardizer is None else standardizer.invert(np.asarray(z)), np.float32)  # noqa: E731
-    log_det = 0.0 if standardizer is None else standardizer.log_det
-
+    if eval_every is None:
+        n_train = len(validation_split(len(beta), validation_fraction)[0])
+        eval_every = max(steps_per_epoch(config, n_train), MIN_EVAL_EVERY)
     trainer = Trainer(config, task.param_dim)
-    if method == "adasym":
-        trainer.step = make_conditional_step(config, trainer.flow, trainer.ebm, zeta_per_condition)
-    x, ctx = jnp.asarray(to_z(beta)), jnp.asarray(u)
-    vx, vctx = jnp.asarray(to_z(val_beta)), jnp.asarray(val_u)
-    state = trainer.init(seeds_)
-    n = x.shape[0]
-    chunks = [eval_every] * (steps // eval_every) + ([steps % eval_every] if steps % eval_every else [])
+    c2st = C2STEvaluator(trainer, ref, u0, k_eval, num_posterior_samples)
+    on_eval = None
+    if progress:
+        def on_eval(r: FitResult) -> None:
+            parts = [f"[{task.name} {method} N={num_simulations}] step {r.eval_steps[-1]}:"]
+            if "c2st" in r.evals:
+                parts.append("C2ST [" + ", ".join(f"{v:.3f}" for v in r.evals["c2st"][:, -1]) + "]")
+            if r.val_curve is not None:
+                parts.append("val NLL [" + ", ".join(f"{v:.4g}" for v in r.val_curve[:, -1]) + "]")
+            print(" ".join(parts), flush=True)
 
-    compile_seconds = 0.0
-    compiled = {}
-    for length in sorted(set(chunks)):
-        t0 = time.perf_counter()
-        compiled[length] = trainer.chunk(length, n).lower(state, x, ctx).compile()
-        compile_seconds += time.perf_counter() - t0
-    flow = trainer.flow
-    u0_row = jnp.asarray(u0)[None, :]
-
-    @tuned_jit
-    def evaluate(st: TrainState, k):
-        keys = jax.random.split(k, len(seeds_))
-
-        def one(s, kk):
-            val = -jnp.mean(flow.apply({"params": s.flow_params}, vx, vctx, method="log_prob")) + log_det
-            smp = flow.apply({"params": s.flow_params}, kk, num_posterior_samples, u0_row, method="sample")
-            return val, smp
-
-        return jax.vmap(one)(st, keys)
-
-    curves: dict[str, list] = {}
-    c2st_curve, val_curve, eval_steps = [], [], []
-    best = np.full(len(seeds_), np.inf)
-    best_samples: list[Optional[np.ndarray]] = [None] * len(seeds_)
-    run_seconds, done = 0.0, 0
-    last_samples = None
-    for i, length in enumerate(chunks):
-        t0 = time.perf_counter()
-        new_state, metrics = compiled[length](state, x, ctx)
-        metrics = {k: np.asarray(v) for k, v in metrics.items()}
-        run_seconds += time.perf_counter() - t0
-        raise_if_nonfinite(metrics, new_state, state, done, length)
-        state, done = new_state, done + length
-        for k, v in metrics.items():
-            curves.setdefault(k, []).append(v.mean(axis=1))
-        val, smp = evaluate(state, jax.random.fold_in(k_eval, i))
-        smp = from_z(smp)
-        if not np.all(np.isfinite(smp)):
-            raise FloatingPointError(f"p_θ(· | u₀) produced NaN or infinite samples at step {done}")
-        scores = np.array([c2st_paper(ref, smp[s], seed=s) for s in range(len(seeds_))])
-        for s in range(len(seeds_)):
-            if scores[s] < best[s]:
-                best[s], best_samples[s] = scores[s], smp[s]
-        c2st_curve.append(scores)
-        val_curve.append(np.asarray(val))
-        eval_steps.append(done)
-        last_samples = smp
-        if progress:
-            c2st_text = ", ".join(f"{v:.3f}" for v in scores)
-            val_text = ", ".join(f"{v:.4g}" for v in np.asarray(val, np.float64))
-            print(f"[{task.name} {method} N={num_simulations}] step {done}: C2ST [{c2st_text}] val NLL [{val_text}]", flush=True)
-
-    c2st = {"paper": {"best": best, "last": np.asarray(c2st_curve[-1]), "curve": np.stack(c2st_curve, axis=1)}}
+    fitted = fit(
+        beta, context=u, config=config, seeds=seeds_, num_steps=steps, eval_every=eval_every, trainer=trainer,
+        progress=False, on_eval=on_eval, validation_fraction=validation_fraction, patience=patience,
+        evaluators=[c2st] if c2st_curve else [],
+    )
+    final_samples = c2st.posterior_samples(fitted.state, fitted.standardization, jax.random.fold_in(k_eval, 10**6))
+    scores: dict[str, np.ndarray] = {"final": np.array([c2st_paper(ref, final_samples[s], seed=s) for s in range(len(seeds_))])}
+    if c2st_curve:
+        curve = fitted.evals["c2st"]
+        scores.update(best=np.nanmin(curve, axis=1), last=curve[:, -1], curve=curve)
+    out_c2st = {"paper": scores}
     if mlp_c2st:
-        c2st["mlp"] = {
-            "best": np.array([c2st_mlp(ref, best_samples[s], seed=s) for s in range(len(seeds_))]),
-            "last": np.array([c2st_mlp(ref, last_samples[s], seed=s) for s in range(len(seeds_))]),
-        }
-    out_curves = {k: np.stack(v, axis=1) for k, v in curves.items()}
-    out_curves["val_nll"] = np.stack(val_curve, axis=1)
-    standardization = None if standardizer is None else standardizer.to_dict()
+        mlp = {"final": np.array([c2st_mlp(ref, final_samples[s], seed=s) for s in range(len(seeds_))])}
+        if c2st_curve:
+            mlp["best"] = np.array([c2st_mlp(ref, c2st.best_samples[s], seed=s) for s in range(len(seeds_))])
+        out_c2st["mlp"] = mlp
+    curves = {k: _chunk_means(v, fitted.eval_steps, 0) for k, v in fitted.history.items()}
+    if fitted.val_curve is not None:
+        curves["val_nll"] = fitted.val_curve
     settings = {
         "task": task.name,
         "method": method,
         "num_simulations": int(num_simulations),
         "observation": [float(v) for v in u0],
         "reference": reference if reference_draws is None else "user",
-        "zeta_per_condition": int(zeta_per_condition) if method == "adasym" else None,
+        "zeta_per_condition": int(config.zeta_per_condition) if method == "adasym" else None,
         "data_seed": int(data_seed),
         "steps": int(steps),
         "eval_every": int(eval_every),
         "num_posterior_samples": int(num_posterior_samples),
-        "standardization": standardization,
+        "standardization": None if fitted.standardization is None else fitted.standardization.to_dict(),
+        "validation_fraction": float(validation_fraction),
+        "patience": patience,
     }
+    if patience is not None:
+        settings["stopped_step"] = [int(v) for v in fitted.stopped_step]
+        settings["stopped_epoch"] = [float(v) for v in fitted.stopped_epoch]
+        settings["best_step"] = [int(v) for v in fitted.best_step]
     return SBIResult(
         task=task.name,
         method=method,
         config=config,
         trainer=trainer,
-        state=state,
+        state=fitted.state,
         seeds=seeds_,
         observation=u0,
         num_simulations=int(num_simulations),
-        eval_steps=eval_steps,
-        c2st=c2st,
-        curves=out_curves,
-        steps_per_second=done / max(run_seconds, 1e-9),
-        compile_seconds=compile_seconds,
+        eval_steps=fitted.eval_steps,
+        c2st=out_c2st,
+        curves=curves,
+        steps_per_second=fitted.steps_per_second,
+        compile_seconds=fitted.compile_seconds,
         settings=settings,
     )
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (np.ndarray, jax.Array)):
-        return _jsonable(np.asarray(v).tolist())
-    if isinstance(v, (float, np.floating)):
-        return float(v) if np.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
+def _chunk_means(history: np.ndarray, eval_steps: list[int], start: int) -> np.ndarray:
+    """Per-step training metrics ``(S, steps)`` -> their mean over each chunk ``(S, E)``."""
+    bounds = np.diff([start, *eval_steps])
+    edges = np.cumsum(bounds)[:-1]
+    with np.errstate(all="ignore"):
+        return np.stack([np.nanmean(part, axis=1) if part.size else np.full(len(part), np.nan) for part in np.split(history, edges, axis=1)], axis=1)
+
+
+class C2STEvaluator:
+    """A :func:`~adasym_jax.runner.fit` evaluator: ``num`` samples of p_θ(· | u₀) per seed
+    (mapped back to β's units) scored by the paper's C2ST against ``reference``, as ``c2st``.
+    Keeps each seed's lowest-scoring samples (``best_samples``) for the SBI-benchmark C2ST."""
+
+    def __init__(self, trainer: Trainer, reference: np.ndarray, observation: np.ndarray, key: jax.Array, num: int):
+        self.trainer, self.reference, self.key, self.num = trainer, reference, key, int(num)
+        self.u0_row = jnp.asarray(observation, jnp.float32)[None, :]
+        self.best = None
+        self.best_samples: list[Optional[np.ndarray]] = []
+        self.calls = 0
+
+    def posterior_samples(self, state: TrainState, standardization, key: jax.Array) -> np.ndarray:
+        """``(S, num, param_dim)`` samples of p_θ(β | u₀) in β's units; non-finite is an error."""
+        z = np.asarray(self.trainer.sample(state, key, self.num, self.u0_row))
+        smp = z if standardization is None else np.asarray(standardization.invert(z), np.float32)
+        if not np.all(np.isfinite(smp)):
+            raise FloatingPointError(f"p_θ(· | u₀) produced NaN or infinite samples at step {int(np.asarray(state.step).reshape(-1)[0])}")
+        return smp
+
+    def __call__(self, state: TrainState, standardization) -> dict[str, np.ndarray]:
+        smp = self.posterior_samples(state, standardization, jax.random.fold_in(self.key, self.calls))
+        self.calls += 1
+        scores = np.array([c2st_paper(self.reference, smp[s], seed=s) for s in range(len(smp))])
+        if self.best is None:
+            self.best, self.best_samples = np.full(len(smp), np.inf), [None] * len(smp)
+        for s in np.where(scores < self.best)[0]:
+            self.best[s], self.best_samples[s] = scores[s], smp[s]
+        return {"c2st": scores}
 
 
 def metrics_dict(result: SBIResult) -> dict[str, Any]:
@@ -281,7 +278,7 @@ def metrics_dict(result: SBIResult) -> dict[str, Any]:
         proto: {which: {"mean": float(np.mean(v)), "std": float(np.std(v))} for which, v in d.items() if which != "curve"}
         for proto, d in result.c2st.items()
     }
-    return _jsonable(
+    return jsonable(
         {
             **result.settings,
             "config": result.config.to_dict(),
@@ -297,10 +294,10 @@ def metrics_dict(result: SBIResult) -> dict[str, Any]:
 
 
 def write_run(result: SBIResult, out: str) -> Path:
-    """Write ``metrics.json``, ``config.json`` and the checkpoint (read by ``adasym sample``)."""
+    """Write ``metrics.json``, ``config.json`` (atomically) and the checkpoint (read by ``adasym sample``)."""
     d = Path(out)
     d.mkdir(parents=True, exist_ok=True)
     save_checkpoint(d, result.state, result.config, result.trainer.dim, result.seeds, extra={"sbi": result.settings}, standardization=result.standardization())
-    (d / "metrics.json").write_text(json.dumps(metrics_dict(result), indent=2, allow_nan=False))
-    (d / "config.json").write_text(json.dumps(_jsonable({"config": result.config.to_dict(), "run": result.settings}), indent=2))
+    write_json(d / "metrics.json", metrics_dict(result))
+    write_json(d / "config.json", {"config": result.config.to_dict(), "run": result.settings})
     return d
