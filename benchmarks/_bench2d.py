@@ -1,9 +1,6 @@
-"""Shared pieces of the 2D benchmarks (gmm40.py, density2d.py): a NaN-tolerant multi-member
-training loop, summaries and formatting.
-
-The loop uses the library's compiled chunks (``Trainer.chunk``) and ``Trainer.evaluate``
-directly instead of ``fit`` so that one diverging member (a P-W pair, a WGAN seed) does not
-stop the others: its curve simply turns NaN and the step where it did so is recorded.
+"""Shared pieces of the 2D benchmarks (gmm40.py, density2d.py): multi-member training
+through the library's one loop (:func:`adasym_jax.runner.fit`, NaN-tolerant with
+``on_nonfinite="freeze"``), summaries and formatting.
 """
 
 from __future__ import annotations
@@ -12,12 +9,14 @@ import dataclasses
 import platform
 import sys
 import time
+from pathlib import Path
 from typing import Optional
 
 import jax
 import numpy as np
 
-from adasym_jax.runner import Trainer
+from adasym_jax.config import TrainConfig
+from adasym_jax.runner import FitResult, Trainer, fit
 from adasym_jax.state import TrainState
 
 
@@ -54,51 +53,124 @@ def train_members(
     eval_every: int,
     label: str,
     log=print,
+    resume_dir: Optional[Path] = None,
+    save_every_seconds: float = 300.0,
 ) -> Curves:
-    """Train all members of ``state`` for ``steps`` steps, evaluating every ``eval_every``."""
-    x = np.asarray(x, np.float32)
+    """Train all members of ``state`` for ``steps`` steps, evaluating every ``eval_every``:
+    :func:`adasym_jax.runner.fit` with ``on_nonfinite="freeze"`` (a member that diverges stops
+    at its last good state, its curve turns NaN and its step is recorded; the others go on).
+
+    ``resume_dir``: a folder for this group's checkpoint (the state plus the curves so far),
+    written at most every ``save_every_seconds`` and at the end; a run that finds one for the
+    same config, members and schedule continues from it (the step count, keys and data order
+    are in the state, so the continued run is the same run), else starts afresh."""
     members = int(np.asarray(state.step).shape[0])
-    lengths = [eval_every] * (steps // eval_every) + ([steps % eval_every] if steps % eval_every else [])
-    t0 = time.perf_counter()
-    compiled = {n: trainer.chunk(n, x.shape[0]).lower(state, x, None).compile() for n in sorted(set(lengths))}
-    trainer.evaluate(state, test)  # compiles the evaluation
-    compile_seconds = time.perf_counter() - t0
-    evals: dict[str, list] = {"test_nll_p": [], "test_nll_q": [], "log_zeta": []}
-    lambdas: dict[str, list] = {}
-    diverged = np.full(members, -1)
-    eval_steps, done, run_seconds = [], 0, 0.0
-    for n in lengths:
-        t = time.perf_counter()
-        state, metrics = compiled[n](state, x, None)
-        metrics = jax.device_get(metrics)
-        run_seconds += time.perf_counter() - t
-        done += n
-        for name, arr in metrics.items():
-            bad = ~np.isfinite(np.asarray(arr))
-            for m in np.where(bad.any(axis=1) & (diverged < 0))[0]:
-                diverged[m] = done - n + int(np.argmax(bad[m])) + 1
-            if name.startswith("lambda_"):
-                lambdas.setdefault(name[len("lambda_") :], []).append(np.asarray(arr)[:, -1])
-        ev = trainer.evaluate(state, test)
-        for k in evals:
-            evals[k].append(np.where(diverged >= 0, np.nan, ev[k]))
-        eval_steps.append(done)
+    spec = {"label": label, "config": trainer.config.to_dict(), "members": members, "steps": steps, "eval_every": eval_every}
+    prev = _load_partial(resume_dir, spec, state) if resume_dir is not None else None
+    if prev is not None:
+        state, before = prev
+        log(f"[{label}] resuming from step {int(before['eval_steps'][-1])} ({resume_dir})")
+    else:
+        before = None
+    start = int(np.asarray(state.step).reshape(-1)[0])
+    last_save = [time.monotonic()]
+
+    def curves_of(r: FitResult) -> dict:
+        at = np.asarray(r.eval_steps) - start - 1  # history column of each evaluation's last step
+        part = {
+            "eval_steps": np.asarray(r.eval_steps, np.int64),
+            "test_nll_p": r.evals["test_nll_p"],
+            "test_nll_q": r.evals["test_nll_q"],
+            "log_zeta": r.evals["log_zeta"],
+            "lambdas": {k[len("lambda_"):]: v[:, at] for k, v in r.history.items() if k.startswith("lambda_")},
+            "diverged_at": r.diverged_step,
+            "run_seconds": (r.eval_steps[-1] - start) / max(r.steps_per_second, 1e-9) if r.eval_steps else 0.0,
+            "compile_seconds": r.compile_seconds,
+        }
+        return part if before is None else _joined(before, part)
+
+    def line(r: FitResult) -> None:
+        done = r.eval_steps[-1]
         log(
-            f"[{label}] step {done}/{steps}: test NLL p {np.nanmean(evals['test_nll_p'][-1]):.4f} "
-            f"(members {members}, diverged {int(np.sum(diverged >= 0))}, {done / max(run_seconds, 1e-9):.2f} steps/s)"
+            f"[{label}] step {done}/{steps}: test NLL p {np.nanmean(r.evals['test_nll_p'][:, -1]):.4f} "
+            f"(members {members}, diverged {int(np.sum(r.diverged_step >= 0))}, {r.steps_per_second:.2f} steps/s)"
         )
+        if resume_dir is not None and time.monotonic() - last_save[0] >= save_every_seconds and done < steps:
+            _save_partial(resume_dir, spec, r.state, curves_of(r))
+            last_save[0] = time.monotonic()
+
+    remaining = steps - start
+    if remaining > 0:
+        r = fit(
+            np.asarray(x, np.float32), test_data=np.asarray(test, np.float32), config=trainer.config, seeds=members,
+            num_steps=remaining, eval_every=eval_every, state=state, trainer=trainer, progress=False, standardize=False,
+            on_nonfinite="freeze", on_eval=line,
+        )
+        c, final_state = curves_of(r), r.state
+        if resume_dir is not None:
+            _save_partial(resume_dir, spec, final_state, c)
+    else:
+        c, final_state = before, state
     return Curves(
         label=label,
-        eval_steps=np.asarray(eval_steps),
-        test_nll_p=np.stack(evals["test_nll_p"], axis=1),
-        test_nll_q=np.stack(evals["test_nll_q"], axis=1),
-        log_zeta=np.stack(evals["log_zeta"], axis=1),
-        lambdas={k: np.stack(v, axis=1) for k, v in lambdas.items()},
-        diverged_at=diverged,
-        steps_per_second=steps / max(run_seconds, 1e-9),
-        compile_seconds=compile_seconds,
-        state=state,
+        eval_steps=np.asarray(c["eval_steps"]),
+        test_nll_p=np.asarray(c["test_nll_p"]),
+        test_nll_q=np.asarray(c["test_nll_q"]),
+        log_zeta=np.asarray(c["log_zeta"]),
+        lambdas={k: np.asarray(v) for k, v in c["lambdas"].items()},
+        diverged_at=np.asarray(c["diverged_at"]),
+        steps_per_second=(c["eval_steps"][-1] if len(c["eval_steps"]) else 0) / max(c["run_seconds"], 1e-9),
+        compile_seconds=float(c["compile_seconds"]),
+        state=final_state,
     )
+
+
+def _joined(before: dict, part: dict) -> dict:
+    """The curves of a resumed run: ``before`` (loaded) followed by ``part``; a member that had
+    diverged before keeps that step and NaN curves (resumed from its frozen state it repeats the
+    same steps and diverges again at the same step)."""
+    gone = np.asarray(before["diverged_at"]) >= 0
+    cat = lambda a, b: np.concatenate([np.asarray(a, np.float64), np.where(gone[:, None], np.nan, b)], axis=1)  # noqa: E731
+    return {
+        "eval_steps": np.concatenate([np.asarray(before["eval_steps"], np.int64), part["eval_steps"]]),
+        "test_nll_p": cat(before["test_nll_p"], part["test_nll_p"]),
+        "test_nll_q": cat(before["test_nll_q"], part["test_nll_q"]),
+        "log_zeta": cat(before["log_zeta"], part["log_zeta"]),
+        "lambdas": {k: cat(before["lambdas"][k], v) for k, v in part["lambdas"].items()},
+        "diverged_at": np.where(gone, before["diverged_at"], part["diverged_at"]),
+        "run_seconds": float(before["run_seconds"]) + part["run_seconds"],
+        "compile_seconds": float(before["compile_seconds"]) + part["compile_seconds"],
+    }
+
+
+def _save_partial(folder: Path, spec: dict, state: TrainState, curves: dict) -> None:
+    from adasym_jax.checkpoint import save_checkpoint
+    from adasym_jax.files import write_json
+
+    folder = Path(folder)
+    save_checkpoint(folder, state, TrainConfig.from_dict(spec["config"]), 2, list(range(spec["members"])), extra={"spec": spec})
+    write_json(folder / "curves.json", {"spec": spec, **curves})
+
+
+def _load_partial(folder: Path, spec: dict, template: TrainState):
+    """``(state, curves)`` of a saved partial run with this ``spec``, or ``None``."""
+    import json
+
+    from adasym_jax.checkpoint import is_checkpoint, load_checkpoint
+
+    folder = Path(folder)
+    if not (is_checkpoint(folder) and (folder / "curves.json").is_file()):
+        return None
+    curves = json.loads((folder / "curves.json").read_text())
+    if curves.get("spec") != json.loads(json.dumps(spec)):
+        return None
+    state, _ = load_checkpoint(folder, template=template)
+    nan = lambda v: np.asarray([[np.nan if e is None else e for e in row] for row in v], np.float64)  # noqa: E731
+    for k in ("test_nll_p", "test_nll_q", "log_zeta"):
+        curves[k] = nan(curves[k])
+    curves["lambdas"] = {k: nan(v) for k, v in curves["lambdas"].items()}
+    curves["diverged_at"] = np.asarray(curves["diverged_at"], np.int64)
+    return jax.tree.map(np.asarray, state), curves
 
 
 def pm(a, digits: int = 3) -> str:

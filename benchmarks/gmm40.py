@@ -47,12 +47,13 @@ def parse(argv=None):
     p.add_argument("--c4-seeds", type=int, default=2, help="seeds per WGAN / dual LR setting of C4")
     p.add_argument("--eval-zeta", type=int, help="flow samples for ζ̂ at evaluation (default 2000; paper scale 10000)")
     p.add_argument("--paper-scale", action="store_true", help="D.1's 100k steps")
-    p.add_argument("--skip", default="", help="comma-separated groups to skip: dual,nf,dual_adam,pw,c4")
+    p.add_argument("--skip", default="", help="comma-separated groups to skip: dual,nf,dual_sgd,pw,c4")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     p.add_argument("--report-only", action="store_true", help="rewrite gmm40.md and the figures from gmm40.json (no training)")
     p.add_argument("--pw-steps", type=int, help="steps of the P-W grid (default --steps); C1/C2 then compare the dual at that step")
     p.add_argument("--c4-steps", type=int, help="steps of the C4 runs (default --steps)")
     p.add_argument("--reuse", action="store_true", help="keep the groups already in gmm40.json (same settings) and train only the others")
+    p.add_argument("--work", default="runs/bench/gmm40", help="folder of each group's resumable checkpoint (saved every 5 min; a rerun with the same settings continues it; default runs/bench/gmm40)")
     a = p.parse_args(argv)
     scale = PAPER if a.paper_scale else DEFAULT
     a.steps = a.steps or scale["steps"]
@@ -67,7 +68,11 @@ def run_group(config: TrainConfig, seeds: int, x, test, args, label: str, state=
     trainer = Trainer(config, 2)
     state = trainer.init(seeds) if state is None else state
     steps = steps or args.steps
-    return train_members(trainer, state, x, test, steps, min(args.eval_every, steps), label)
+    return train_members(trainer, state, x, test, steps, min(args.eval_every, steps), label, resume_dir=_work(args, label))
+
+
+def _work(args, label: str) -> Optional[Path]:
+    return None if not args.work else Path(args.work) / label.replace(" ", "_")
 
 
 def truncated(c: Curves, step: int) -> Curves:
@@ -112,15 +117,15 @@ def main(argv=None) -> int:
     if "nf" not in skip:
         runs["nf"] = run_group(base.replace(method="nf"), args.seeds, x, test, args, "nf")
         report()
-    if "dual_adam" not in skip:
-        # the dual with Adam on the multipliers (C.3: "for optimization we use Adam"); the
-        # default is plain projected ascent (Algorithm 1): see zeta_diagnosis.md
-        runs["dual_adam"] = run_group(base.replace(dual_optimizer="adam"), args.seeds, x, test, args, "dual_adam")
+    if "dual_sgd" not in skip:
+        # the dual with plain projected ascent on the multipliers (Algorithm 1); the default
+        # is Adam (C.3: "for optimization we use Adam"): see docs/decisions.md §3
+        runs["dual_sgd"] = run_group(base.replace(dual_optimizer="sgd"), args.seeds, x, test, args, "dual_sgd")
         report()
     if "pw" not in skip:
         trainer = Trainer(base.replace(method="weighted"), 2)
         members = pw_grid_members(args.pw_seeds, PW_WEIGHTS)
-        runs["pw"] = train_members(trainer, init_pw_grid(trainer, members), x, test, args.pw_steps, min(args.eval_every, args.pw_steps), "pw")
+        runs["pw"] = train_members(trainer, init_pw_grid(trainer, members), x, test, args.pw_steps, min(args.eval_every, args.pw_steps), "pw", resume_dir=_work(args, "pw"))
         report()
     if "c4" not in skip:
         for lr in (1e-3, 1e-5):
@@ -285,12 +290,12 @@ def verdicts(runs, members) -> list[str]:
             f"largest ζ̂ seen {np.nanmax(z_pw):.3g}, smallest {np.nanmin(z_pw):.3g}."
         )
         d = full_d
-    if "dual_adam" in runs:
-        z_a = np.exp(runs["dual_adam"].log_zeta)
+    if "dual_sgd" in runs:
+        z_a = np.exp(runs["dual_sgd"].log_zeta)
         V.append(
-            f"- C2 with Adam on the multipliers (`dual_optimizer=adam`, group dual_adam, {int(runs['dual_adam'].eval_steps[-1])} steps): "
+            f"- C2 with plain projected ascent on the multipliers (`dual_optimizer=sgd`, group dual_sgd, {int(runs['dual_sgd'].eval_steps[-1])} steps): "
             f"ζ̂ range [{np.nanmin(z_a):.3f}, {np.nanmax(z_a):.3f}], {100 * np.mean((z_a >= 1.0) & (z_a <= 1.1)):.0f}% of evaluations inside [1, 1.1], "
-            f"{100 * np.mean((z_a >= 0.9) & (z_a <= 1.2)):.0f}% inside [0.9, 1.2]; last test NLL {pm(runs['dual_adam'].last)}, best {pm(runs['dual_adam'].best)}."
+            f"{100 * np.mean((z_a >= 0.9) & (z_a <= 1.2)):.0f}% inside [0.9, 1.2]; last test NLL {pm(runs['dual_sgd'].last)}, best {pm(runs['dual_sgd'].best)}."
         )
     if d is not None and "nf" in runs:
         nf = runs["nf"]
