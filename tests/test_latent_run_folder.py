@@ -97,3 +97,20 @@ def test_sbi_settings_key_scale_is_read_as_std():
     b = Standardization.from_dict({"mean": [1.0, 2.0], "std": [3.0, 4.0]})
     np.testing.assert_array_equal(a.std, b.std)
     assert a.to_dict() == {"mean": [1.0, 2.0], "std": [3.0, 4.0]}
+
+
+def test_dual_run_with_cached_zeta_reloads(tmp_path):
+    """A dual latent run with D.3's cached ζ (--zeta-every > 1) saves its ζ cache with the state
+    and the config that describes it, so ``adasym sample`` loads the folder."""
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "imgs.npy", rng.uniform(0, 255, (64, 8, 8, 1)).astype(np.uint8))
+    out = tmp_path / "run"
+    argv = ["latent", "--images", str(tmp_path / "imgs.npy"), "--latent-dim", "3", "--method", "adasym", "--seeds", "1",
+            "--out", str(out), "--epochs", "1", "--ae-epochs", "1", "--ae-batch", "16", "--no-warm-start",
+            "--zeta-every", "2", "--quiet", *TINY]
+    assert cli.main(argv) == 0
+    meta = json.loads((out / META_FILE).read_text())
+    assert meta["config"]["zeta_refresh_every"] == 2
+    assert json.loads((out / "config.json").read_text())["config"]["zeta_refresh_every"] == 2
+    s = _sample(out, tmp_path, num=100)
+    assert s.shape == (100, 3) and np.all(np.isfinite(s))

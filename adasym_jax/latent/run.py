@@ -317,6 +317,7 @@ def run_images(
         progress=progress,
         extra_sample_metrics=extras,
     )
+    config = run.trainer.config  # with the recipe's ζ refresh period, which the saved state needs
     recon = reconstruct(ae.model, ae.params, test_images[:num_metric_samples])
     extra = {
         "autoencoder_test_mse": ae.test_mse,
@@ -421,7 +422,8 @@ def _write_run(out: Path, run: LatentRun, config, recipe, metric_name, extra, se
         **extra,
     }
     write_json(out / "metrics.json", metrics)
-    write_json(out / "config.json", {"train_config": config.to_dict(), "recipe": dataclasses.asdict(recipe), **settings})
+    # the layout of every run folder (adasym train, sbi, latent): {"config": TrainConfig, "run": settings}
+    write_json(out / "config.json", {"config": config.to_dict(), "run": {"recipe": dataclasses.asdict(recipe), **settings}})
     return metrics
 
 
@@ -478,6 +480,7 @@ def run_pixels(
         progress=progress,
         extra_sample_metrics=extras,
     )
+    config = run.trainer.config  # with the recipe's ζ refresh period, which the saved state needs
     nll_unit = run.evals["test_nll_p"] + scaler.log_det  # data units: + Σ log std (Standardization.log_det)
     run.evals["test_nll_p_unit"] = nll_unit
     run.evals["test_bits_per_pixel"] = np.vectorize(lambda v: discrete_bits_per_dim(v, dim))(nll_unit)
