@@ -11,6 +11,7 @@ writes ``metrics.json``, ``config.json`` and a checkpoint that ``adasym sample``
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -236,7 +237,8 @@ def _chunk_means(history: np.ndarray, eval_steps: list[int], start: int) -> np.n
     """Per-step training metrics ``(S, steps)`` -> their mean over each chunk ``(S, E)``."""
     bounds = np.diff([start, *eval_steps])
     edges = np.cumsum(bounds)[:-1]
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # a chunk where a seed did not train is all NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         return np.stack([np.nanmean(part, axis=1) if part.size else np.full(len(part), np.nan) for part in np.split(history, edges, axis=1)], axis=1)
 
 
