@@ -15,6 +15,11 @@ THETA_BASELINES = ("auto", "loo", "log_zeta", "log_zeta_loo", "none")
 
 #: Fields added after the first release, with the value that reproduces a run saved before them
 #: (used by :meth:`TrainConfig.from_dict` when a saved config lacks the key).
+#: Seed of the key every evaluation draws its ζ̂ samples with when none is given
+#: (``Trainer.evaluate``, ``results.log_densities``, ``export.export_state``), so that the same
+#: state always gets the same ζ̂, whichever of them evaluates it.
+EVAL_SEED = 12345
+
 LEGACY_VALUES = {"flow": "coupling", "theta_baseline": "none", "ebm_base_scale": None, "zeta_per_condition": 0, "zeta_refresh_every": 1}
 
 

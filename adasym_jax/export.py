@@ -28,7 +28,7 @@ import numpy as np
 from flax import struct
 
 from adasym_jax.checkpoint import Standardization
-from adasym_jax.config import TrainConfig
+from adasym_jax.config import EVAL_SEED, TrainConfig
 from adasym_jax.ebm import ResidualEBM
 from adasym_jax.flow import BaseSplineFlow, SplineFlow
 from adasym_jax.objective import log_zeta_estimate
@@ -333,7 +333,7 @@ def export_state(
         dim,
         context=context,
         proposal=p,
-        key=jax.random.PRNGKey(12345) if key is None else key,
+        key=jax.random.PRNGKey(EVAL_SEED) if key is None else key,
         num_samples=m,
         standardization=standardization,
     )

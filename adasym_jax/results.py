@@ -32,7 +32,7 @@ from adasym_jax.checkpoint import (
     read_metadata,
     read_standardization,
 )
-from adasym_jax.config import TrainConfig
+from adasym_jax.config import EVAL_SEED, TrainConfig
 from adasym_jax.files import write_json  # noqa: F401  (re-exported)
 from adasym_jax.jit import tuned_jit
 from adasym_jax.langevin import langevin
@@ -257,7 +257,7 @@ def log_densities(trainer: Trainer, state: TrainState, x: np.ndarray, key: Optio
         raise RunError("log-densities here cover unconditional models (context_dim = 0)")
     check_points(x, trainer.dim, "data", min_rows=1)
     z = jnp.asarray(x, jnp.float32)
-    key = jax.random.PRNGKey(12345) if key is None else key
+    key = jax.random.PRNGKey(EVAL_SEED) if key is None else key
     log_p, log_q, log_zeta = _log_density_fn(trainer)(state, z, key)
     return {
         "log_p": np.asarray(log_p, np.float64),

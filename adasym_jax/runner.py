@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from adasym_jax import minibatch as mb
 from adasym_jax import objective as obj
 from adasym_jax.checkpoint import Standardization
-from adasym_jax.config import TrainConfig
+from adasym_jax.config import EVAL_SEED, TrainConfig
 from adasym_jax.jit import compiler_options, tuned_jit  # noqa: F401 - runner.tuned_jit is kept importable
 from adasym_jax.batch import Batch, StepFn
 from adasym_jax.state import TrainState, build_models, init_state, uses_zeta_cache
@@ -171,7 +171,7 @@ class Trainer:
         if self.config.context_dim:
             raise ValueError("evaluate() covers unconditional models; use log_prob with a context")
         x = _validated(x, self.dim, 0, None)
-        key = jax.random.PRNGKey(12345) if key is None else key
+        key = jax.random.PRNGKey(EVAL_SEED) if key is None else key
         fn = self._cache.setdefault(("eval", x.shape[0]), self._eval_fn(x.shape[0]))
         return {k: np.asarray(v) for k, v in fn(state, x, key).items()}
 
