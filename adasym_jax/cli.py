@@ -5,7 +5,12 @@ Extensions: for each module in :data:`EXTENSIONS` that can be imported, ``regist
 is called at parser build time; it adds a subcommand whose parser sets ``func=handler`` with
 ``handler(args) -> int | None`` (via ``set_defaults``). A module that does not exist is
 skipped; an error inside one that exists is not hidden. Handlers report bad input by raising
-``ValueError`` (or ``OSError``): the command prints its first line to stderr and exits 1.
+``ValueError`` (or ``OSError``): the command prints its first line to stderr and exits 1. A
+malformed file that gets past the checks (``KeyError``, ``TypeError``, ...) is one line and exit
+1 as well; ``ADASYM_DEBUG=1`` shows its traceback instead.
+
+Commands that write outputs (``train``, ``evaluate``, ``sample``, ``plot``) refuse to replace an
+existing one unless ``--overwrite`` is given (:func:`adasym_jax.cli_args.refuse_existing`).
 
 Exit codes: 0 success, 1 bad input, 2 bad usage, 3 training diverged (last good checkpoint
 saved), 130 interrupted (``train`` saves the last finished chunk and prints the command that
@@ -26,7 +31,15 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from adasym_jax.cli_args import add_set_argument, apply_overrides, join_negative_values, parse_numbers, parse_seeds
+from adasym_jax.cli_args import (
+    add_overwrite_argument,
+    add_set_argument,
+    apply_overrides,
+    join_negative_values,
+    parse_numbers,
+    parse_seeds,
+    refuse_existing,
+)
 
 EXTENSIONS = ("adasym_jax.sbi_cli", "adasym_jax.latent_cli")
 #: Files a run folder may contain; ``--overwrite`` removes exactly these.
@@ -48,7 +61,8 @@ EXIT_CODES = (
     "Errors are one line on stderr, 'adasym: error: ...'. Exit codes: 0 success; 1 bad input or a "
     "failure in the library (unreadable file, bad value, not a run folder); 2 bad usage (unknown or "
     "missing options, bad option values); 3 training diverged (the last good checkpoint is saved); "
-    "130 interrupted (train saves the last finished chunk and prints the --resume command)."
+    "130 interrupted (train saves the last finished chunk and prints the --resume command). "
+    "ADASYM_DEBUG=1 prints the traceback of an unexpected error."
 )
 
 
@@ -105,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=int, help="stop a seed after this many evaluations without a lower validation NLL and keep its best parameters (default 20 for --method nf on --data, else off: a fixed number of steps)")
     t.add_argument("--fixed-steps", action="store_true", help="train exactly --steps steps, no early stopping (the default except for --method nf on --data)")
     t.add_argument("--checkpoint-every", type=int, default=0, help="also save the checkpoint every K steps (rounded up to --eval-every; default: at the end, and on Ctrl-C the last finished chunk)")
-    t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    add_overwrite_argument(t, "replace an existing run in --out")
     t.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps")
     add_set_argument(t, "overrides", "TrainConfig overrides, one or more per flag, repeatable (e.g. --set lr_flow=1e-4 ebm_blocks=3)")
     t.add_argument("--standardize", choices=("auto", "on", "off"), default="auto", help="standardize data (auto: user data and spiral); statistics are saved with the run and NLLs reported in data units")
@@ -120,12 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--run", required=True, help="run folder")
     e.add_argument("--data", required=True, help="array .npy/.npz[:key] of shape (n, dim)")
     e.add_argument("--out", required=True, help="output .npz with log_p, log_q (seeds × n) and log_zeta (seeds)")
+    add_overwrite_argument(e, "replace an existing --out file")
     e.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("sample", help="samples of p_θ, or of q_ψ by Langevin dynamics")
     s.add_argument("--run", required=True, help="run folder")
     s.add_argument("--num", type=int, required=True, help="samples per seed")
     s.add_argument("--out", required=True, help="output .npy of shape seeds × num × dim")
+    add_overwrite_argument(s, "replace an existing --out file")
     s.add_argument("--model", choices=("p", "q"), default="p", help="p: the flow (default); q: Langevin on the EBM from flow samples")
     s.add_argument("--context", help="conditional runs: the condition u as comma-separated numbers")
     s.add_argument("--langevin-steps", type=int, default=2000, help="Langevin steps for --model q (D.4: 2000)")
@@ -136,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plot", help="density maps and training curves of a run as PNG")
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("--out", help="folder for the PNGs (default: the run folder)")
+    add_overwrite_argument(p, "replace PNGs that already exist in --out (e.g. those `train` wrote into the run folder)")
     p.set_defaults(func=cmd_plot)
 
     for name in EXTENSIONS:
@@ -180,12 +197,27 @@ def _save_array(path: str, write) -> None:
             os.remove(tmp)
 
 
-def _make_folder(folder: Path) -> None:
-    """Create ``folder`` and its parents; one clear line if a part of it is a file."""
+def _check_folder(folder: Path) -> None:
+    """One clear line if ``folder`` or one of its parents exists and is a file."""
     for part in [folder, *folder.parents]:
         if part.exists() and not part.is_dir():
             raise ValueError(f"{part} exists and is not a folder")
+
+
+def _make_folder(folder: Path) -> None:
+    """Create ``folder`` and its parents; one clear line if a part of it is a file."""
+    _check_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
+
+
+def _check_output_file(path: str, overwrite: bool) -> None:
+    """Before any work: ``path`` can be written by :func:`_save_array` (not a folder, no file
+    among its parents) and, unless ``overwrite``, does not exist yet."""
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{target} is a folder; give a file name")
+    _check_folder(target.parent)
+    refuse_existing(target, overwrite)
 
 
 def _clear_run(out: Path) -> None:
@@ -193,6 +225,152 @@ def _clear_run(out: Path) -> None:
         for f in out.glob(pattern):
             if f.is_file():
                 f.unlink()
+
+
+# --------------------------------------------------------------------------------------
+# reading run folders: every file checked before anything is built or compiled
+# --------------------------------------------------------------------------------------
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; a one-line ``ValueError`` naming the file otherwise."""
+    import json
+
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(f"{path}: unreadable ({type(e).__name__}{': ' + reason if reason else ''})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: not a JSON object")
+    return obj
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_run_files(directory) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """``(metadata, config, settings)`` of a run folder: ``checkpoint.json``, its
+    ``TrainConfig`` and the ``run`` part of ``config.json`` (``{}`` without one).
+
+    Reads and checks every file :func:`adasym_jax.results.load_run` reads (the metadata's
+    entries, the state file's size, checksum and arrays against the stored architecture, the
+    standardization, ``config.json``) without compiling anything, so a damaged folder fails
+    here, in one line naming the file, before any program is built."""
+    from adasym_jax.checkpoint import CheckpointError, load_checkpoint, read_metadata, read_standardization
+    from adasym_jax.config import TrainConfig
+    from adasym_jax.results import CONFIG_FILE, META_FILE, RunError, is_run, load_run
+
+    d = Path(directory)
+    if not d.is_dir() or not is_run(d):
+        load_run(d)  # raises RunError with the reason ("no such run folder", "not a run folder")
+    meta_path = d / META_FILE
+    try:
+        meta = read_metadata(d)
+    except CheckpointError as e:
+        raise RunError(f"{d}: unreadable run ({str(e).splitlines()[0]})") from None
+    dim, seeds = meta.get("dim"), meta.get("seeds")
+    if not _is_int(dim) or dim < 1:
+        raise RunError(f"{meta_path}: 'dim' must be an integer >= 1, got {str(dim)[:40]!r}")
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(v) and v >= 0 for v in seeds):
+        raise RunError(f"{meta_path}: 'seeds' must be a non-empty list of integers >= 0, got {str(seeds)[:40]!r}")
+    if "step" in meta and not _is_int(meta["step"]):
+        raise RunError(f"{meta_path}: 'step' must be an integer, got {str(meta['step'])[:40]!r}")
+    if meta.get("extra") is not None and not isinstance(meta["extra"], dict):
+        raise RunError(f"{meta_path}: 'extra' must be a JSON object")
+    try:
+        config = TrainConfig.from_dict(meta["config"])
+        load_checkpoint(d, config=config)  # shapes from jax.eval_shape: nothing is compiled
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, EOFError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RunError(f"{d}: unreadable run ({reason})") from None
+    try:
+        read_standardization(meta)
+    except (ValueError, KeyError, TypeError) as e:
+        raise RunError(f"{d}: bad standardization record ({e})") from None
+    settings: dict[str, Any] = {}
+    if (d / CONFIG_FILE).is_file():
+        settings = _read_json_object(d / CONFIG_FILE).get("run", {})
+        if not isinstance(settings, dict):
+            raise ValueError(f"{d / CONFIG_FILE}: 'run' is not a JSON object")
+    return meta, config, settings
+
+
+def _load_run(directory, checked: bool = False):
+    """:func:`adasym_jax.results.load_run` after :func:`_check_run_files` (skipped when the
+    caller has ``checked``); what still goes wrong in it is one ``RunError`` line."""
+    from adasym_jax.results import RunError, load_run
+
+    if not checked:
+        _check_run_files(directory)
+    try:
+        return load_run(directory)
+    except (KeyError, TypeError, AttributeError, IndexError, EOFError) as e:
+        raise RunError(f"{Path(directory)}: unreadable run ({type(e).__name__}: {e})") from None
+
+
+def _read_metrics(directory: Path) -> Optional[dict[str, Any]]:
+    """``metrics.json`` of a run folder as a dict, ``None`` if there is none."""
+    from adasym_jax.results import METRICS_FILE
+
+    path = directory / METRICS_FILE
+    return _read_json_object(path) if path.is_file() else None
+
+
+def _table(value, where: str, rows: Optional[int] = None, cols: Optional[int] = None, flat_ok: bool = False) -> np.ndarray:
+    """A JSON curve (seeds × evaluations, ``null`` = NaN; one flat list if ``flat_ok``) as a
+    float64 array of that shape; one ``ValueError`` line naming ``where`` otherwise."""
+    from adasym_jax.plotting import curve_rows
+
+    table = isinstance(value, list) and all(isinstance(r, list) for r in value)
+    try:
+        if not (table or flat_ok and isinstance(value, list)):
+            raise TypeError
+        arr = curve_rows(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where} is not a {'list' if flat_ok else 'seeds × evaluations table'} of numbers") from None
+    if (rows is not None and arr.shape[0] != rows) or (cols is not None and arr.shape[1] != cols):
+        want = f"{rows if rows is not None else 'seeds'} × {cols if cols is not None else 'evaluations'}"
+        raise ValueError(f"{where} has shape {arr.shape[0]} × {arr.shape[1]}, expected {want}")
+    return arr
+
+
+def _entry(metrics: dict[str, Any], path: Path, *keys: str, kind: type = object):
+    """``metrics[keys[0]][keys[1]]...``; one ``ValueError`` line naming ``path`` if it is missing
+    or not a ``kind``."""
+    value: Any = metrics
+    for i, key in enumerate(keys):
+        if not isinstance(value, dict) or key not in value:
+            raise ValueError(f"{path} lacks the entry {'/'.join(keys[: i + 1])!r}")
+        value = value[key]
+    if not isinstance(value, kind):
+        raise ValueError(f"{path}: the entry {'/'.join(keys)!r} is not a {kind.__name__}")
+    return value
+
+
+def _check_plot_metrics(metrics: dict[str, Any], path: Path, kind: str) -> None:
+    """The curves that plotting a run of ``kind`` reads from ``metrics.json`` are there and are
+    tables of numbers of matching lengths (checked before anything is compiled)."""
+    if kind == "latent":
+        n = len(_table(_entry(metrics, path, "eval_epochs", kind=list), f"{path}: eval_epochs", rows=1, flat_ok=True)[0])
+        for key in _entry(metrics, path, "evals", kind=dict):
+            _table(_entry(metrics, path, "evals", key, "curve", kind=list), f"{path}: evals/{key}/curve", cols=n, flat_ok=True)
+        return
+    n = len(_table(_entry(metrics, path, "eval_steps", kind=list), f"{path}: eval_steps", rows=1, flat_ok=True)[0])
+    if kind == "sbi":
+        _table(_entry(metrics, path, "c2st", "paper", "curve", kind=list), f"{path}: c2st/paper/curve", cols=n, flat_ok=True)
+        curves = metrics.get("curves") or {}
+        if not isinstance(curves, dict):
+            raise ValueError(f"{path}: the entry 'curves' is not a dict")
+        for key, value in curves.items():
+            _table(value, f"{path}: curves/{key}", cols=n, flat_ok=True)
+        return
+    for key in ("test_nll_p", "test_nll_q", "log_zeta"):
+        _table(_entry(metrics, path, key), f"{path}: {key}", cols=n)
+    lambdas = metrics.get("lambdas") or {}
+    if not isinstance(lambdas, dict):
+        raise ValueError(f"{path}: the entry 'lambdas' is not a dict")
+    for key, value in lambdas.items():
+        _table(value, f"{path}: lambdas/{key}", cols=n)
 
 
 # --------------------------------------------------------------------------------------
@@ -323,11 +501,54 @@ def _build_config(method: str, overrides: Sequence[str]):
     return config
 
 
-def cmd_train(args) -> int:
-    import json
+#: Types of the run settings (``config.json``'s ``run`` part) that ``train --resume`` uses;
+#: ``None`` in a tuple: the entry may be null. ``steps`` and ``eval_every`` must be there.
+_RESUME_SETTINGS: dict[str, tuple] = {
+    "steps": (int,), "eval_every": (int,), "method": (str,), "validation_fraction": (int, float, None),
+    "patience": (int, None), "test_fraction": (int, float), "data_seed": (int,), "n_train": (int, None),
+    "n_test": (int, None), "dataset": (str, None), "data": (str, None), "test_data": (str, None),
+    "standardization": (dict, None), "command": (str, None), "resumed_commands": (list, None), "converged": (bool, None),
+}  # fmt: skip
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", dict: "an object", list: "a list", bool: "true or false", None: "null"}
 
+
+def _check_resume_settings(settings: dict[str, Any], path: Path) -> None:
+    """One ``ValueError`` line naming ``path`` if a setting that resuming uses is missing or of
+    the wrong type (checked before anything is compiled)."""
+    for key, types in _RESUME_SETTINGS.items():
+        if key not in settings:
+            if key in ("steps", "eval_every"):
+                raise ValueError(f"{path} lacks the run setting {key!r}; cannot resume")
+            continue
+        v = settings[key]
+        ok = (v is None and None in types) or any(
+            t is not None and isinstance(v, t) and (t is bool or not isinstance(v, bool)) for t in types
+        )
+        if not ok:
+            names = " or ".join(_TYPE_NAMES[t] for t in types if not (t is int and float in types))
+            raise ValueError(f"{path}: the run setting {key!r} must be {names}, got {str(v)[:40]!r}")
+    for key in ("steps", "eval_every"):
+        if settings[key] < 1:
+            raise ValueError(f"{path}: the run setting {key!r} must be >= 1, got {settings[key]}")
+
+
+def _check_previous_metrics(previous: dict[str, Any], path: Path, num_seeds: int) -> None:
+    """The curves of an earlier ``metrics.json`` that a resumed run continues are there, with a
+    row per seed (checked before training, which would otherwise fail at its end)."""
+    n = len(_table(_entry(previous, path, "eval_steps", kind=list), f"{path}: eval_steps", rows=1, flat_ok=True)[0])
+    for key in ("test_nll_p", "test_nll_q", "log_zeta"):
+        _table(_entry(previous, path, key), f"{path}: {key}", rows=num_seeds, cols=n)
+    for group in ("lambdas", "train"):
+        entries = previous.get(group, {})
+        if not isinstance(entries, dict):
+            raise ValueError(f"{path}: the entry {group!r} is not a dict")
+        for key, value in entries.items():
+            _table(value, f"{path}: {group}/{key}", rows=num_seeds)
+
+
+def cmd_train(args) -> int:
     from adasym_jax.checkpoint import save_checkpoint
-    from adasym_jax.results import CONFIG_FILE, METRICS_FILE, is_run, load_run, metrics_from_fit, write_json
+    from adasym_jax.results import CONFIG_FILE, METRICS_FILE, is_run, metrics_from_fit, write_json
     from adasym_jax.runner import FitInterrupted, NonFiniteError, Trainer, fit, steps_per_epoch, validation_split
 
     out = Path(args.out)
@@ -348,21 +569,25 @@ def cmd_train(args) -> int:
         ] + (["set"] if args.overrides else []) + (["fixed_steps"] if args.fixed_steps else [])
         if given:
             raise ValueError(f"--resume takes data, method, seeds and config from {out}; drop --{given[0].replace('_', '-')}")
-        run = load_run(out)
-        config, state, settings = run.config, run.state, dict(run.settings)
+        # Every file of the run is read and checked before anything is compiled.
+        meta, stored_config, settings = _check_run_files(out)
+        settings = dict(settings)
         if not settings:
-            raise ValueError(f"{out}: {CONFIG_FILE} is missing or unreadable; cannot resume")
+            raise ValueError(f"{out}: {CONFIG_FILE} is missing or has no run settings; cannot resume")
         if args.steps is not None:
             settings["steps"] = args.steps
         if args.eval_every is not None:
             settings["eval_every"] = args.eval_every
-        seeds = run.seeds
+        settings.setdefault("method", stored_config.method)
+        _check_resume_settings(settings, out / CONFIG_FILE)
+        previous = _read_metrics(out)
+        if previous is not None:
+            _check_previous_metrics(previous, out / METRICS_FILE, len(meta["seeds"]))
         train, test, standardizer = _load_train_data(settings)
-        if train.shape[1] != run.dim:
-            raise ValueError(f"{out}: the run's data now has dim {train.shape[1]}, the checkpoint {run.dim}")
-        trainer = run.trainer
-        if (out / METRICS_FILE).is_file():
-            previous = json.loads((out / METRICS_FILE).read_text())
+        if train.shape[1] != meta["dim"]:
+            raise ValueError(f"{out}: the run's data now has dim {train.shape[1]}, the checkpoint {meta['dim']}")
+        run = _load_run(out, checked=True)
+        config, state, seeds, trainer = run.config, run.state, run.seeds, run.trainer
         done = int(np.asarray(state.step).reshape(-1)[0])
         remaining = settings["steps"] - done
         if settings.get("converged"):
@@ -377,9 +602,10 @@ def cmd_train(args) -> int:
         seeds = settings["seeds"]
         if out.exists() and not out.is_dir():
             raise ValueError(f"{out} exists and is not a folder")
-        if out.is_dir() and any(out.iterdir()) and not args.overwrite:
-            hint = " or --resume to continue it" if is_run(out) else ""
-            raise ValueError(f"{out} already exists and is not empty; pass --overwrite to replace it{hint}")
+        refuse_existing(
+            out, args.overwrite, present=out.is_dir() and any(out.iterdir()), state="already exists and is not empty",
+            hint=" or --resume to continue it" if is_run(out) else "",
+        )
         if out.is_dir() and args.overwrite and any(out.iterdir()) and not is_run(out):
             leftover = [p.name for p in out.iterdir()]
             raise ValueError(f"{out} is not a run folder ({', '.join(leftover[:3])} ...); refusing to overwrite it")
@@ -558,10 +784,12 @@ def zeta_band(eps_zeta: float) -> tuple[float, float]:
 def zeta_band_line(metrics: dict[str, Any], config, tol: float = ZETA_BAND_TOL) -> Optional[str]:
     """One warning line when the last log ζ̂ of some seed lies outside its band by more than
     ``tol`` (adasym runs, whose constraints ask for the band); ``None`` otherwise."""
+    from adasym_jax.plotting import curve_rows
+
     curve = metrics.get("log_zeta")
     if config.method != "adasym" or curve is None or len(curve) == 0:
         return None
-    last = _curve_rows(curve if isinstance(curve, list) else np.asarray(curve).tolist())[:, -1]
+    last = curve_rows(curve if isinstance(curve, list) else np.asarray(curve).tolist())[:, -1]
     lo, hi = zeta_band(config.eps_zeta)
     bad = ~np.isfinite(last) | (last < lo - tol) | (last > hi + tol)
     if not bad.any():
@@ -594,12 +822,15 @@ def _print_summary(metrics: dict[str, Any], out: Path) -> None:
 # --------------------------------------------------------------------------------------
 def cmd_evaluate(args) -> int:
     from adasym_jax.arrays import load_array
-    from adasym_jax.results import evaluate_run, load_run
+    from adasym_jax.results import evaluate_run
 
-    run = load_run(args.run)
-    x = load_array(args.data, "data", dim=run.dim, min_rows=1)
+    out = args.out if args.out.endswith(".npz") else args.out + ".npz"
+    _check_output_file(out, args.overwrite)
+    meta, _, _ = _check_run_files(args.run)
+    x = load_array(args.data, "data", dim=meta["dim"], min_rows=1)
+    run = _load_run(args.run, checked=True)
     ev = evaluate_run(run, x)
-    _save_array(args.out if args.out.endswith(".npz") else args.out + ".npz", lambda f: np.savez(f, **ev))
+    _save_array(out, lambda f: np.savez(f, **ev))
     nll_p, nll_q = -ev["log_p"].mean(axis=1), -ev["log_q"].mean(axis=1)
     for s, a, b, z in zip(run.seeds, nll_p, nll_q, ev["log_zeta"]):
         print(f"seed {s}: NLL p_θ {a:.4f}  NLL q̃_ψ {b:.4f}  log ζ̂ {z:.4f}")
@@ -610,10 +841,11 @@ def cmd_evaluate(args) -> int:
 def cmd_sample(args) -> int:
     import jax
 
-    from adasym_jax.results import load_run, sample_run
+    from adasym_jax.results import sample_run
 
-    run = load_run(args.run)
+    _check_output_file(args.out, args.overwrite)
     context = parse_numbers(args.context, "--context")
+    run = _load_run(args.run)
     samples = sample_run(
         run, args.num, jax.random.PRNGKey(args.seed), args.model, context, args.langevin_steps, args.step_size
     )
@@ -632,7 +864,12 @@ def cmd_sample(args) -> int:
 
 def run_kind(run) -> str:
     """``"sbi"`` (written by ``adasym sbi``), ``"latent"`` (``adasym latent``) or ``"train"``."""
-    extra = run.meta.get("extra") or {}
+    return _kind_of(run.meta)
+
+
+def _kind_of(meta: dict[str, Any]) -> str:
+    """:func:`run_kind` from a run's checkpoint metadata."""
+    extra = meta.get("extra") or {}
     if "sbi" in extra:
         return "sbi"
     if "latent_mean" in extra or "pixel_mean" in extra:
@@ -640,153 +877,48 @@ def run_kind(run) -> str:
     return "train"
 
 
-def _read_metrics(directory: Path) -> Optional[dict[str, Any]]:
-    import json
-
+def cmd_plot(args) -> int:
+    from adasym_jax.arrays import load_array
+    from adasym_jax.plotting import figure_names, plot_latent_run, plot_run, plot_sbi_run
     from adasym_jax.results import METRICS_FILE
 
-    path = directory / METRICS_FILE
-    if not path.is_file():
-        return None
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: unreadable ({type(e).__name__})") from None
-    if not isinstance(metrics, dict):
-        raise ValueError(f"{path}: not a JSON object")
-    return metrics
-
-
-def _curve_rows(a) -> np.ndarray:
-    """JSON curves (seeds × evaluations, ``null`` = NaN) -> float64 array."""
-    rows = a if isinstance(a, list) and a and isinstance(a[0], list) else [a]
-    return np.array([[np.nan if v is None else v for v in row] for row in rows], np.float64)
-
-
-def _plot_panels(panels, xlabel: str, path: Path, title: str) -> Path:
-    """One panel per ``(name, x, {label: seeds × len(x)}, hline)``: the seed mean bold, each seed thin."""
-    from adasym_jax.plotting import _pyplot
-
-    plt = _pyplot()
-    cols = min(3, len(panels))
-    rows = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
-    for ax, (name, x, series, hline) in zip(axes.ravel(), panels):
-        for label, arr in series.items():
-            with np.errstate(all="ignore"):
-                mean = np.nanmean(arr, axis=0) if np.any(np.isfinite(arr)) else np.full(arr.shape[1], np.nan)
-            (line,) = ax.plot(x, mean, label=label)
-            if arr.shape[0] > 1:
-                for row in arr:
-                    ax.plot(x, row, color=line.get_color(), alpha=0.3, linewidth=0.7)
-        if hline is not None:
-            ax.axhline(hline, color="gray", linewidth=0.8, linestyle=":")
-        ax.set_title(name)
-        ax.set_xlabel(xlabel)
-        if len(series) > 1:
-            ax.legend(fontsize=7)
-    for ax in axes.ravel()[len(panels):]:
-        ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
-
-
-def _plot_sbi_run(run, metrics: dict[str, Any], out: Path) -> list[Path]:
-    """``curves.png`` (C2ST, validation NLL, ζ and λ's over steps) and ``posterior.png``
-    (samples of p_θ(β | u₀) at the run's observation, one panel per seed)."""
-    import jax
-
-    from adasym_jax.plotting import _pyplot
-    from adasym_jax.results import sample_run
-
-    steps = np.asarray(metrics["eval_steps"], np.float64)
-    curves = metrics.get("curves") or {}
-    panels = [("C2ST at u₀ (paper protocol; 0.5 = ideal)", steps, {"C2ST": _curve_rows(metrics["c2st"]["paper"]["curve"])}, 0.5)]
-    for key, name, hline in (("val_nll", "validation NLL of p_θ (nats)", None), ("fw_nll", "training NLL of p_θ", None),
-                             ("log_zeta", "log ζ̂", 0.0), ("zeta_mean", "mean ζ(u)", 1.0)):
-        if key in curves:
-            panels.append((name, steps, {key: _curve_rows(curves[key])}, hline))
-    lambdas = {k: _curve_rows(v) for k, v in curves.items() if k.startswith("lambda_") and np.any(np.nan_to_num(_curve_rows(v)) > 0)}
-    if lambdas:
-        panels.append(("multipliers λ", steps, lambdas, None))
-    name = f"{run.directory.name}: {metrics.get('task', 'sbi')} {run.config.method}, step {int(steps[-1]) if steps.size else 0}"
-    written = [_plot_panels(panels, "step", out / "curves.png", name)]
-
-    u0 = np.asarray(run.settings.get("observation") or metrics.get("observation") or [], np.float32)
-    if u0.size != run.config.context_dim:
-        print(f"{run.directory}: no observation u₀ recorded; plotted the curves only", file=sys.stderr)
-        return written
-    samples = sample_run(run, 1000, jax.random.PRNGKey(0), "p", u0)
-    plt = _pyplot()
-    cols = min(len(run.seeds), 5)
-    fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 3.4), squeeze=False)
-    for c in range(cols):
-        ax, smp = axes[0, c], samples[c]
-        if run.dim == 1:
-            ax.hist(smp[:, 0], bins=50, color="k", alpha=0.7)
-            ax.set_xlabel("β₁")
-        else:
-            ax.scatter(smp[:, 0], smp[:, 1], s=2, c="k", alpha=0.4, linewidths=0)
-            ax.set_xlabel("β₁")
-            ax.set_ylabel("β₂")
-        ax.set_title(f"seed {run.seeds[c]}")
-    dims = "" if run.dim <= 2 else f" (dims 1-2 of {run.dim})"
-    u_text = ",".join(f"{v:.3g}" for v in u0)
-    fig.suptitle(f"{run.directory.name}: p_θ(β | u₀ = {u_text}){dims}")
-    fig.tight_layout()
-    fig.savefig(out / "posterior.png", dpi=90)
-    plt.close(fig)
-    written.append(out / "posterior.png")
-    return written
-
-
-def _plot_latent_run(run, metrics: dict[str, Any], out: Path) -> list[Path]:
-    """``curves.png``: every evaluated quantity of ``metrics["evals"]`` over epochs."""
-    epochs = np.asarray(metrics["eval_epochs"], np.float64)
-    names = {"test_nll_p": "test NLL of p_θ (latents, nats)", "test_nll_q": "test NLL of q̃_ψ (latents)", "log_zeta": "log ζ̂"}
-    panels = []
-    for key, d in metrics["evals"].items():
-        if key in ("test_nll_q", "log_zeta") and run.config.method == "nf":
-            continue
-        panels.append((names.get(key, key), epochs, {key: _curve_rows(d["curve"])}, 0.0 if key == "log_zeta" else None))
-    if not panels:
-        raise ValueError(f"{run.directory}: metrics.json has no evaluations to plot")
-    name = f"{run.directory.name}: latent {run.config.method}, {metrics.get('steps', '?')} steps"
-    return [_plot_panels(panels, "epoch", out / "curves.png", name)]
-
-
-def cmd_plot(args) -> int:
-    from adasym_jax.plotting import plot_run
-    from adasym_jax.results import METRICS_FILE, load_run
-
-    run = load_run(args.run)
-    out = Path(args.out) if args.out else run.directory
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder")
-    metrics = _read_metrics(run.directory)
-    kind = run_kind(run)
+    # Everything that can be wrong with the run, its files or --out fails before anything is compiled.
+    meta, config, settings = _check_run_files(args.run)
+    directory = Path(args.run)
+    out = Path(args.out) if args.out else directory
+    _check_folder(out)
+    metrics = _read_metrics(directory)
+    kind = _kind_of(meta)
     if kind != "train" and metrics is None:
-        raise ValueError(f"{run.directory}: no {METRICS_FILE}; an `adasym {kind}` run is plotted from its curves")
+        raise ValueError(f"{directory}: no {METRICS_FILE}; an `adasym {kind}` run is plotted from its curves")
+    if metrics is not None:
+        _check_plot_metrics(metrics, directory / METRICS_FILE, kind)
+    try:
+        names = figure_names(kind, meta["dim"], config.context_dim, settings, metrics)
+    except ValueError as e:
+        raise ValueError(f"{directory}: {e}") from None
+    for name in names:
+        refuse_existing(out / name, args.overwrite)
+    data = None
+    if kind == "train":
+        preview = directory / "data_preview.npy"
+        if preview.is_file():
+            data = load_array(str(preview), "the run's data preview", dim=meta["dim"], min_rows=1)
+        else:
+            data, _, _ = _load_train_data(settings, report=False)
+            if data.shape[1] != meta["dim"]:
+                raise ValueError(f"{directory}: the run's data now has dim {data.shape[1]}, the checkpoint {meta['dim']}")
+    run = _load_run(directory, checked=True)
+    _make_folder(out)
     try:
         if kind == "sbi":
-            _make_folder(out)
-            paths = _plot_sbi_run(run, metrics, out)
+            paths = plot_sbi_run(run, metrics, out)
         elif kind == "latent":
-            _make_folder(out)
-            paths = _plot_latent_run(run, metrics, out)
+            paths = plot_latent_run(run, metrics, out)
             for extra in ("samples.png", "reconstructions.png"):
                 if (run.directory / extra).is_file():
                     print(f"decoded images: {run.directory / extra} (written by the run)")
         else:
-            preview = run.directory / "data_preview.npy"
-            if preview.is_file():
-                data = np.load(preview, allow_pickle=False)
-            else:
-                data, _, _ = _load_train_data(run.settings, report=False)
-            _make_folder(out)
             paths = plot_run(run, data, metrics, out)
     except KeyError as e:
         raise ValueError(f"{run.directory}: {METRICS_FILE} lacks the entry {e} that the plot needs") from None
@@ -826,6 +958,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, OSError) as err:
         msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"adasym: error: {msg}", file=sys.stderr)
+        return 1
+    except (KeyError, TypeError, AttributeError, IndexError, EOFError) as err:
+        # Last resort: a malformed input file that got past the checks of the loaders above.
+        if os.environ.get("ADASYM_DEBUG", "") not in ("", "0"):
+            raise
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        print(f"adasym: error: {type(err).__name__}{': ' + msg if msg else ''} (set ADASYM_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("adasym: interrupted", file=sys.stderr)

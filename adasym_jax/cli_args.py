@@ -1,5 +1,5 @@
 """Argument parsing shared by every ``adasym`` subcommand (:mod:`adasym_jax.cli`,
-:mod:`adasym_jax.sbi_cli`, :mod:`adasym_jax.latent_cli`): seeds, number lists, ``--set``.
+:mod:`adasym_jax.sbi_cli`, :mod:`adasym_jax.latent_cli`): seeds, number lists, ``--set``, ``--overwrite``.
 
 Below the three command modules (it imports none of them), so the subcommands share these
 helpers without importing each other.
@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import difflib
 import re
+from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
@@ -107,3 +108,21 @@ def apply_overrides(config, overrides: Iterable[str]):
             raise ValueError(f"unknown config key {key!r} in --set {text}{hint}")
         config = parse_override(text, config)
     return config
+
+
+def add_overwrite_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--overwrite``: without it, a command refuses to replace what its output would replace
+    (:func:`refuse_existing`)."""
+    parser.add_argument("--overwrite", action="store_true", help=help)
+
+
+def refuse_existing(path, overwrite: bool, present: Optional[bool] = None, state: str = "exists", hint: str = "") -> None:
+    """Raise a one-line ``ValueError`` (exit code 1) "``path`` exists; pass --overwrite to replace
+    it" unless ``overwrite`` is set: the one rule of every command that writes outputs.
+
+    ``present``: whether there is something to replace (default: ``path`` exists); ``state``
+    says what is there (``train``: "already exists and is not empty"); ``hint`` ends the line."""
+    path = Path(path)
+    if overwrite or not (path.exists() if present is None else present):
+        return
+    raise ValueError(f"{path} {state}; pass --overwrite to replace it{hint}")

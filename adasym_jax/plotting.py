@@ -1,4 +1,6 @@
-"""PNG figures of a run: 64×64 density maps (Figure 4b / 7) and training curves (Figures 2–3).
+"""PNG figures of a run: 64×64 density maps (Figure 4b / 7) and training curves (Figures 2–3)
+of ``adasym train`` runs (:func:`plot_run`), the curves and posterior samples of ``adasym sbi``
+runs (:func:`plot_sbi_run`) and the curves of ``adasym latent`` runs (:func:`plot_latent_run`).
 
 Matplotlib runs with the non-interactive ``Agg`` backend; every function writes a file and
 returns its path.
@@ -7,6 +9,7 @@ returns its path.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -207,3 +210,125 @@ def plot_run(run, data: np.ndarray, metrics: Optional[Mapping[str, Any]], out_di
         band = (0.0, float(np.log1p(run.config.eps_zeta))) if run.config.method == "adasym" else None
         written.append(plot_curves(metrics, out / "curves.png", name, zeta_band=band))
     return written
+
+
+# --------------------------------------------------------------------------------------
+# `adasym sbi` and `adasym latent` runs (the figures of `adasym plot`)
+# --------------------------------------------------------------------------------------
+def sbi_observation(settings: Mapping[str, Any], metrics: Mapping[str, Any]) -> np.ndarray:
+    """The observation u₀ an ``adasym sbi`` run recorded (its settings, else its metrics), as
+    float32; empty if none. A value that is not a list of numbers raises ``ValueError``."""
+    value = settings.get("observation") or metrics.get("observation") or []
+    try:
+        return np.asarray(value, np.float32).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"the recorded observation u₀ is not a list of numbers ({str(value)[:40]!r})") from None
+
+
+def figure_names(kind: str, dim: int, context_dim: int, settings: Mapping[str, Any], metrics: Optional[Mapping[str, Any]]) -> list[str]:
+    """The files that plotting a run of ``kind`` (``"train"``, ``"sbi"`` or ``"latent"``, see
+    ``adasym_jax.cli.run_kind``) writes: :func:`plot_run`, :func:`plot_sbi_run` or
+    :func:`plot_latent_run`. Known from the run's metadata, before anything is built."""
+    if kind == "sbi":
+        return ["curves.png"] + (["posterior.png"] if sbi_observation(settings, metrics or {}).size == context_dim else [])
+    if kind == "latent":
+        return ["curves.png"]
+    return (["density.png"] if dim == 2 and not context_dim else []) + (["curves.png"] if metrics is not None else [])
+
+
+def curve_rows(a) -> np.ndarray:
+    """JSON curves (seeds × evaluations, ``null`` = NaN) -> float64 array."""
+    rows = a if isinstance(a, list) and a and isinstance(a[0], list) else [a]
+    return np.array([[np.nan if v is None else v for v in row] for row in rows], np.float64)
+
+
+def plot_panels(panels, xlabel: str, path: Path, title: str) -> Path:
+    """One panel per ``(name, x, {label: seeds × len(x)}, hline)``: the seed mean bold, each seed thin."""
+    plt = _pyplot()
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    for ax, (name, x, series, hline) in zip(axes.ravel(), panels):
+        for label, arr in series.items():
+            with np.errstate(all="ignore"):
+                mean = np.nanmean(arr, axis=0) if np.any(np.isfinite(arr)) else np.full(arr.shape[1], np.nan)
+            (line,) = ax.plot(x, mean, label=label)
+            if arr.shape[0] > 1:
+                for row in arr:
+                    ax.plot(x, row, color=line.get_color(), alpha=0.3, linewidth=0.7)
+        if hline is not None:
+            ax.axhline(hline, color="gray", linewidth=0.8, linestyle=":")
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+        if len(series) > 1:
+            ax.legend(fontsize=7)
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_sbi_run(run, metrics: dict[str, Any], out: Path) -> list[Path]:
+    """``curves.png`` (C2ST, validation NLL, ζ and λ's over steps) and ``posterior.png``
+    (samples of p_θ(β | u₀) at the run's observation, one panel per seed)."""
+    import jax
+
+    from adasym_jax.results import sample_run
+
+    steps = np.asarray(metrics["eval_steps"], np.float64)
+    curves = metrics.get("curves") or {}
+    panels = [("C2ST at u₀ (paper protocol; 0.5 = ideal)", steps, {"C2ST": curve_rows(metrics["c2st"]["paper"]["curve"])}, 0.5)]
+    for key, name, hline in (("val_nll", "validation NLL of p_θ (nats)", None), ("fw_nll", "training NLL of p_θ", None),
+                             ("log_zeta", "log ζ̂", 0.0), ("zeta_mean", "mean ζ(u)", 1.0)):
+        if key in curves:
+            panels.append((name, steps, {key: curve_rows(curves[key])}, hline))
+    lambdas = {k: curve_rows(v) for k, v in curves.items() if k.startswith("lambda_") and np.any(np.nan_to_num(curve_rows(v)) > 0)}
+    if lambdas:
+        panels.append(("multipliers λ", steps, lambdas, None))
+    name = f"{run.directory.name}: {metrics.get('task', 'sbi')} {run.config.method}, step {int(steps[-1]) if steps.size else 0}"
+    written = [plot_panels(panels, "step", out / "curves.png", name)]
+
+    u0 = sbi_observation(run.settings, metrics)
+    if u0.size != run.config.context_dim:
+        print(f"{run.directory}: no observation u₀ recorded; plotted the curves only", file=sys.stderr)
+        return written
+    samples = sample_run(run, 1000, jax.random.PRNGKey(0), "p", u0)
+    plt = _pyplot()
+    cols = min(len(run.seeds), 5)
+    fig, axes = plt.subplots(1, cols, figsize=(3.2 * cols, 3.4), squeeze=False)
+    for c in range(cols):
+        ax, smp = axes[0, c], samples[c]
+        if run.dim == 1:
+            ax.hist(smp[:, 0], bins=50, color="k", alpha=0.7)
+            ax.set_xlabel("β₁")
+        else:
+            ax.scatter(smp[:, 0], smp[:, 1], s=2, c="k", alpha=0.4, linewidths=0)
+            ax.set_xlabel("β₁")
+            ax.set_ylabel("β₂")
+        ax.set_title(f"seed {run.seeds[c]}")
+    dims = "" if run.dim <= 2 else f" (dims 1-2 of {run.dim})"
+    u_text = ",".join(f"{v:.3g}" for v in u0)
+    fig.suptitle(f"{run.directory.name}: p_θ(β | u₀ = {u_text}){dims}")
+    fig.tight_layout()
+    fig.savefig(out / "posterior.png", dpi=90)
+    plt.close(fig)
+    written.append(out / "posterior.png")
+    return written
+
+
+def plot_latent_run(run, metrics: dict[str, Any], out: Path) -> list[Path]:
+    """``curves.png``: every evaluated quantity of ``metrics["evals"]`` over epochs."""
+    epochs = np.asarray(metrics["eval_epochs"], np.float64)
+    names = {"test_nll_p": "test NLL of p_θ (latents, nats)", "test_nll_q": "test NLL of q̃_ψ (latents)", "log_zeta": "log ζ̂"}
+    panels = []
+    for key, d in metrics["evals"].items():
+        if key in ("test_nll_q", "log_zeta") and run.config.method == "nf":
+            continue
+        panels.append((names.get(key, key), epochs, {key: curve_rows(d["curve"])}, 0.0 if key == "log_zeta" else None))
+    if not panels:
+        raise ValueError(f"{run.directory}: metrics.json has no evaluations to plot")
+    name = f"{run.directory.name}: latent {run.config.method}, {metrics.get('steps', '?')} steps"
+    return [plot_panels(panels, "epoch", out / "curves.png", name)]

@@ -93,7 +93,8 @@ def test_sample_shapes_for_p_and_q(run_dir, tmp_path):
     assert cli.main(["sample", "--run", str(run_dir), "--num", "5", "--out", str(out)]) == 0
     s = np.load(out)
     assert s.shape == (5, 5, 2) and np.all(np.isfinite(s))
-    assert cli.main(["sample", "--run", str(run_dir), "--num", "5", "--out", str(out), "--model", "q", "--langevin-steps", "3"]) == 0
+    assert cli.main(["sample", "--run", str(run_dir), "--num", "5", "--out", str(out), "--model", "q", "--langevin-steps", "3",
+                     "--overwrite"]) == 0  # fmt: skip
     q = np.load(out)
     assert q.shape == (5, 5, 2)
     assert not np.allclose(q, s)  # Langevin moved the flow samples

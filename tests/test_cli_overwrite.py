@@ -1,0 +1,128 @@
+"""``evaluate``, ``sample`` and ``plot`` refuse to replace an existing output unless
+``--overwrite`` is given, as ``train`` does (issue 12: nothing lost, nothing surprising); the
+refusal comes before the run is loaded, so nothing is compiled for it."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from adasym_jax import cli
+
+pytestmark = pytest.mark.slow  # trains a run through the command line
+
+# The run of test_cli_run_kinds.train_run (same programs, shared through the compilation cache),
+# with its figures.
+TINY = [
+    "--set", "ebm_blocks=1", "ebm_hidden=8", "num_transforms=2", "num_bins=4", "flow_hidden=8",
+    "num_zeta_samples=32", "eval_zeta_samples=64",
+]  # fmt: skip
+REFUSAL = "exists; pass --overwrite to replace it"
+
+
+def _one_line_error(capsys, code: int) -> str:
+    err = capsys.readouterr().err.strip()
+    assert code == 1, err
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("adasym: error: "), err
+    return err
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("overwrite") / "run"
+    argv = ["train", "--dataset", "moons", "--n-train", "64", "--n-test", "32", "--steps", "4", "--eval-every", "2",
+            "--seeds", "2", "--out", str(out), "--quiet", *TINY]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert (out / "density.png").is_file() and (out / "curves.png").is_file()
+    return out
+
+
+@pytest.fixture
+def no_run_loaded(monkeypatch):
+    """Fail the test if the command gets as far as loading (and compiling) the run."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the run was loaded")
+
+    monkeypatch.setattr(cli, "_load_run", refuse)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "sample", "plot"])
+def test_every_writing_command_has_the_same_overwrite_flag(command):
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    flag = next(a for a in sub._actions if "--overwrite" in a.option_strings)
+    assert isinstance(flag, argparse._StoreTrueAction) and flag.help
+
+
+@pytest.mark.parametrize("out_name, written", [("ev.npz", "ev.npz"), ("ev", "ev.npz")])
+def test_evaluate_refuses_an_existing_output(run_dir, tmp_path, capsys, no_run_loaded, out_name, written):
+    np.save(tmp_path / "x.npy", np.zeros((3, 2), np.float32))
+    (tmp_path / written).write_bytes(b"keep me")
+    code = cli.main(["evaluate", "--run", str(run_dir), "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / out_name)])
+    err = _one_line_error(capsys, code)
+    assert err == f"adasym: error: {tmp_path / written} {REFUSAL}"
+    assert (tmp_path / written).read_bytes() == b"keep me"
+
+
+def test_sample_refuses_an_existing_output(run_dir, tmp_path, capsys, no_run_loaded):
+    (tmp_path / "s.npy").write_bytes(b"keep me")
+    code = cli.main(["sample", "--run", str(run_dir), "--num", "3", "--out", str(tmp_path / "s.npy")])
+    assert REFUSAL in _one_line_error(capsys, code)
+    assert (tmp_path / "s.npy").read_bytes() == b"keep me"
+
+
+def test_the_refusal_comes_before_the_run_is_read(tmp_path, capsys):
+    (tmp_path / "s.npy").write_bytes(b"keep me")
+    code = cli.main(["sample", "--run", str(tmp_path / "no_such_run"), "--num", "3", "--out", str(tmp_path / "s.npy")])
+    assert REFUSAL in _one_line_error(capsys, code)  # not "no such run folder": nothing was read
+
+
+def test_evaluate_and_sample_replace_with_overwrite(run_dir, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((3, 2), np.float32))
+    for name in ("ev.npz", "s.npy"):
+        (tmp_path / name).write_bytes(b"old")
+    ev = ["evaluate", "--run", str(run_dir), "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "ev.npz"), "--overwrite"]
+    assert cli.main(ev) == 0
+    with np.load(tmp_path / "ev.npz") as z:
+        assert z["log_p"].shape == (2, 3)
+    assert cli.main(["sample", "--run", str(run_dir), "--num", "3", "--out", str(tmp_path / "s.npy"), "--overwrite"]) == 0
+    assert np.load(tmp_path / "s.npy").shape == (2, 3, 2)
+
+
+def test_overwrite_does_not_replace_a_folder(run_dir, tmp_path, capsys):
+    (tmp_path / "s.npy").mkdir()
+    code = cli.main(["sample", "--run", str(run_dir), "--num", "3", "--out", str(tmp_path / "s.npy"), "--overwrite"])
+    assert "is a folder" in _one_line_error(capsys, code)
+
+
+def test_plot_into_the_run_folder_refuses_the_figures_train_wrote(run_dir, capsys, no_run_loaded):
+    before = {name: (run_dir / name).read_bytes() for name in ("density.png", "curves.png")}
+    code = cli.main(["plot", "--run", str(run_dir)])
+    err = _one_line_error(capsys, code)
+    assert err == f"adasym: error: {run_dir / 'density.png'} {REFUSAL}"
+    assert {name: (run_dir / name).read_bytes() for name in before} == before
+
+
+def test_plot_refuses_any_figure_it_would_replace(run_dir, tmp_path, capsys, no_run_loaded):
+    out = tmp_path / "figs"
+    out.mkdir()
+    (out / "notes.txt").write_text("other files are no concern")
+    (out / "curves.png").write_bytes(b"keep me")
+    code = cli.main(["plot", "--run", str(run_dir), "--out", str(out)])
+    assert f"{out / 'curves.png'} {REFUSAL}" in _one_line_error(capsys, code)
+    assert (out / "curves.png").read_bytes() == b"keep me" and not (out / "density.png").exists()
+
+
+def test_plot_with_overwrite_replaces_the_figures(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "curves.png").write_bytes(b"old")
+    assert cli.main(["plot", "--run", str(copy), "--overwrite"]) == 0
+    assert (copy / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
