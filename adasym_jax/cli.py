@@ -897,8 +897,11 @@ def cmd_plot(args) -> int:
         names = figure_names(kind, meta["dim"], config.context_dim, settings, metrics)
     except ValueError as e:
         raise ValueError(f"{directory}: {e}") from None
-    for name in names:
-        refuse_existing(out / name, args.overwrite)
+    # Redrawing a run's own figures in its own folder (the default --out) replaces what the run
+    # wrote, not the user's files; any other folder keeps its files without --overwrite.
+    if out.resolve() != directory.resolve():
+        for name in names:
+            refuse_existing(out / name, args.overwrite)
     data = None
     if kind == "train":
         preview = directory / "data_preview.npy"

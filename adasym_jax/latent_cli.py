@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adasym_jax.cli_args import add_set_argument, apply_overrides, parse_seeds
+from adasym_jax.cli_args import add_overwrite_argument, add_set_argument, apply_overrides, parse_seeds, refuse_existing
 
 from adasym_jax.presets import LATENT_DATASETS
 from adasym_jax.presets import latent as latent_preset
@@ -50,7 +50,7 @@ def register(subparsers) -> None:
     p.add_argument("--method", choices=("adasym", "nf"), default="adasym", help="adasym (flow + EBM, the B.6 dual; default) or nf (the flow by maximum likelihood)")
     p.add_argument("--seeds", default="5", help="'5' = seeds 0-4; '2,7' = exactly those")
     p.add_argument("--out", required=True, help="run folder to create")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    add_overwrite_argument(p, "replace the contents of a non-empty --out")
     p.add_argument("--epochs", type=int, help=f"flow epochs (default: the preset's; D.3: {_CELEBA['epochs']})")
     p.add_argument("--eval-every", type=int, default=1, help="epochs between evaluations (default 1)")
     p.add_argument("--ae-epochs", type=int, help=f"autoencoder epochs (default: the preset's; C.2: {_CELEBA['ae_epochs']})")
@@ -127,8 +127,7 @@ def cmd_latent(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
-        raise ValueError(f"{out} already exists and is not empty; pass --overwrite to write into it")
+    refuse_existing(out, args.overwrite, present=out.is_dir() and any(out.iterdir()), state="already exists and is not empty")
     say = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     inception = None
     if args.inception_weights:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from adasym_jax.cli_args import add_set_argument, apply_overrides, parse_numbers, parse_seeds
+from adasym_jax.cli_args import add_overwrite_argument, add_set_argument, apply_overrides, parse_numbers, parse_seeds, refuse_existing
 from adasym_jax.presets import SBI_RUN
 
 
@@ -31,6 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--method", choices=("adasym", "nf"), default="adasym", help="adasym (B.6 dual) or nf (NPE)")
     p.add_argument("--seeds", default="5", help="'5' = seeds 0-4; '2,7' = exactly those; trained at once (vmap; default 5)")
     p.add_argument("--out", required=True, help="output run folder")
+    add_overwrite_argument(p, "replace the contents of a non-empty --out")
     p.add_argument("--observation", help="u0 as comma-separated numbers (default: D.4's u0 of the task)")
     p.add_argument("--steps", type=int, default=None, help=f"the step cap of a run to convergence (default {SBI_RUN['max_steps']}); with --fixed-steps the exact length (default {SBI_RUN['steps']})")
     p.add_argument("--fixed-steps", action="store_true", help="train exactly --steps steps (the paper's fixed-length runs) instead of to convergence")
@@ -72,6 +74,8 @@ def cmd_sbi(args: argparse.Namespace) -> int:
     if steps < 1 or (eval_every is not None and eval_every < 1) or args.num_simulations < 2 or (patience is not None and patience < 1):
         raise ValueError("--steps, --eval-every, --patience must be >= 1 and --num-simulations >= 2")
     observation = parse_numbers(args.observation, "--observation")
+    out = Path(args.out)
+    refuse_existing(out, args.overwrite, present=out.is_dir() and any(out.iterdir()), state="already exists and is not empty")
     import jax.numpy as jnp
 
     from adasym_jax.presets import sbi as sbi_preset

@@ -100,12 +100,16 @@ def test_overwrite_does_not_replace_a_folder(run_dir, tmp_path, capsys):
     assert "is a folder" in _one_line_error(capsys, code)
 
 
-def test_plot_into_the_run_folder_refuses_the_figures_train_wrote(run_dir, capsys, no_run_loaded):
-    before = {name: (run_dir / name).read_bytes() for name in ("density.png", "curves.png")}
-    code = cli.main(["plot", "--run", str(run_dir)])
-    err = _one_line_error(capsys, code)
-    assert err == f"adasym: error: {run_dir / 'density.png'} {REFUSAL}"
-    assert {name: (run_dir / name).read_bytes() for name in before} == before
+def test_plot_into_the_run_folder_redraws_its_own_figures(run_dir, tmp_path):
+    """The default --out is the run folder: redrawing the figures the run itself wrote needs no
+    --overwrite (README's `adasym plot --run DIR`)."""
+    import shutil
+
+    copy = tmp_path / "own"
+    shutil.copytree(run_dir, copy)
+    (copy / "curves.png").write_bytes(b"old")
+    assert cli.main(["plot", "--run", str(copy)]) == 0
+    assert (copy / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_plot_refuses_any_figure_it_would_replace(run_dir, tmp_path, capsys, no_run_loaded):
@@ -119,10 +123,24 @@ def test_plot_refuses_any_figure_it_would_replace(run_dir, tmp_path, capsys, no_
 
 
 def test_plot_with_overwrite_replaces_the_figures(run_dir, tmp_path):
-    import shutil
+    out = tmp_path / "figs"
+    out.mkdir()
+    (out / "curves.png").write_bytes(b"old")
+    assert cli.main(["plot", "--run", str(run_dir), "--out", str(out), "--overwrite"]) == 0
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    copy = tmp_path / "run"
-    shutil.copytree(run_dir, copy)
-    (copy / "curves.png").write_bytes(b"old")
-    assert cli.main(["plot", "--run", str(copy), "--overwrite"]) == 0
-    assert (copy / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+@pytest.mark.parametrize("command", [
+    ["sbi", "--task", "two_moons", "--seeds", "1"],
+    ["latent", "--dataset", "digits", "--seeds", "1"],
+])
+def test_sbi_and_latent_refuse_a_non_empty_out_before_training(command, tmp_path, capsys, monkeypatch):
+    import adasym_jax.runner as runner
+
+    monkeypatch.setattr(runner.Trainer, "__init__", lambda *a, **k: pytest.fail("trained despite the refusal"))
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("a user's file")
+    code = cli.main([*command, "--out", str(out)])
+    assert _one_line_error(capsys, code) == f"adasym: error: {out} already exists and is not empty; pass --overwrite to replace it"
+    assert (out / "notes.txt").read_text() == "a user's file"
