@@ -225,6 +225,9 @@ def _clear_run(out: Path) -> None:
         for f in out.glob(pattern):
             if f.is_file():
                 f.unlink()
+    best = out / BEST_DIR  # the best states of a run to convergence in progress
+    if best.is_dir():
+        shutil.rmtree(best)
 
 
 # --------------------------------------------------------------------------------------
@@ -589,6 +592,7 @@ def cmd_train(args) -> int:
         run = _load_run(out, checked=True)
         config, state, seeds, trainer = run.config, run.state, run.seeds, run.trainer
         done = int(np.asarray(state.step).reshape(-1)[0])
+        early = _saved_early_stopping(out, meta, state, settings)
         remaining = settings["steps"] - done
         if settings.get("converged"):
             print(f"{out} stopped early at step {done}: every seed's validation NLL stopped improving; nothing to resume")
@@ -611,6 +615,7 @@ def cmd_train(args) -> int:
             raise ValueError(f"{out} is not a run folder ({', '.join(leftover[:3])} ...); refusing to overwrite it")
         trainer = Trainer(config, train.shape[1])
         state = trainer.init(seeds)
+        early = None
         done, remaining = 0, settings["steps"]
         if settings["eval_every"] is None:  # training to convergence: evaluate once per epoch
             n_fit = len(validation_split(len(train), settings["validation_fraction"])[0])
@@ -629,7 +634,7 @@ def cmd_train(args) -> int:
     first_save = [not args.resume]
     saved_step = [done if args.resume else None]  # the step of the checkpoint on disk
 
-    def save(state_, metrics_=None) -> None:
+    def save(state_, metrics_=None, early_=None) -> None:
         if first_save[0]:
             # Only now touch the folder: replace an old run, keep a data preview for `plot`.
             first_save[0] = False
@@ -638,7 +643,15 @@ def cmd_train(args) -> int:
             out.mkdir(parents=True, exist_ok=True)
             preview = train[np.random.default_rng(0).permutation(len(train))[:PREVIEW_ROWS]]
             _save_array(str(out / "data_preview.npy"), lambda f: np.save(f, preview))
-        save_checkpoint(out, state_, config, train.shape[1], seeds, standardization=standardizer)
+        # A run to convergence in progress keeps its validation bookkeeping (in the checkpoint's
+        # extra) and each seed's best state (BEST_DIR), so --resume goes on with both.
+        best = out / BEST_DIR
+        if early_ is not None:
+            save_checkpoint(best, early_.best_state, config, train.shape[1], seeds, standardization=standardizer)
+        elif best.is_dir():
+            shutil.rmtree(best)
+        extra = None if early_ is None else {"early_stopping": early_.to_dict()}
+        save_checkpoint(out, state_, config, train.shape[1], seeds, extra=extra, standardization=standardizer)
         write_json(out / CONFIG_FILE, {"config": config.to_dict(), "run": settings})
         if metrics_ is not None:
             write_json(out / METRICS_FILE, metrics_)
@@ -665,7 +678,7 @@ def cmd_train(args) -> int:
             bar.update(step - bar.n)
             bar.set_postfix(test_nll_p=f"{np.mean(part.evals['test_nll_p'][:, -1]) + shift:.3f}")
         if every and step < target and step - (done if saved_step[0] is None else saved_step[0]) >= every:
-            save(part.state, metrics_of(part))
+            save(part.state, metrics_of(part), part.early_stopping)
 
     try:
         result = fit(
@@ -682,6 +695,7 @@ def cmd_train(args) -> int:
             standardize=False,  # the command standardizes itself (--standardize) and saves the statistics
             validation_fraction=settings.get("validation_fraction", 0.0),
             patience=settings.get("patience"),
+            early_stopping=early,
         )
         latest[0] = result
         if result.stopped_step is not None:
@@ -751,13 +765,36 @@ def resume_command(out: str, steps: int) -> str:
     return "adasym " + shlex.join(["train", "--out", str(out), "--resume", "--steps", str(steps)])
 
 
+#: The subfolder of a run to convergence in progress that holds each seed's best state.
+BEST_DIR = "best"
+
+
+def _saved_early_stopping(out: Path, meta: dict, state, settings: dict):
+    """The :class:`~adasym_jax.runner.EarlyStopping` an interrupted run to convergence saved
+    (its bookkeeping in the checkpoint's extra, the best states in ``BEST_DIR``), or ``None``."""
+    from adasym_jax.checkpoint import CheckpointError, is_checkpoint, load_checkpoint
+    from adasym_jax.runner import EarlyStopping
+
+    saved = (meta.get("extra") or {}).get("early_stopping")
+    if settings.get("patience") is None or saved is None:
+        return None
+    best = out / BEST_DIR
+    if not is_checkpoint(best):
+        raise ValueError(f"{out}: the run's validation bookkeeping is saved but {best} is missing; cannot resume the run to convergence")
+    try:
+        best_state, _ = load_checkpoint(best, template=state)
+        return EarlyStopping.from_dict(saved, best_state)
+    except (CheckpointError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{best}: cannot read the best states of the run to convergence ({e})") from None
+
+
 def _save_interrupted(args, out: Path, target: int, part, on_disk: Optional[int], save, metrics_of, created: bool) -> int:
     """Ctrl-C in ``train``: save ``part`` (the FitResult of the last finished chunk) unless
     the checkpoint on disk (at step ``on_disk``, ``None`` if nothing was saved) is as recent;
     one line on stderr says which step is saved and how to continue. Exit code 130."""
     step = None if part is None else _step_of(part.state)
     if step is not None and step != on_disk:
-        save(part.state, metrics_of(part))
+        save(part.state, metrics_of(part), part.early_stopping)
         on_disk = step
     if on_disk is None:
         if created and out.is_dir() and not any(out.iterdir()):

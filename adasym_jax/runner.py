@@ -216,6 +216,42 @@ def shard_seeds(state: TrainState, devices: Optional[Sequence[Any]] = None) -> T
 
 
 @dataclasses.dataclass
+class EarlyStopping:
+    """Per-seed validation bookkeeping of a run to convergence, so that a resumed run goes on
+    with it (``fit(early_stopping=...)``): ``active`` (bool ``(S,)``, still training),
+    ``best_val``, ``best_step``, ``since`` (evaluations since the best), ``stopped_step``
+    (``-1`` while active) and ``best_state``, each seed's best-validation state."""
+
+    active: np.ndarray
+    best_val: np.ndarray
+    best_step: np.ndarray
+    since: np.ndarray
+    stopped_step: np.ndarray
+    best_state: TrainState
+
+    def to_dict(self) -> dict[str, list]:
+        """The bookkeeping without ``best_state`` as JSON-ready lists (``inf`` -> ``None``)."""
+        return {
+            "active": [bool(v) for v in self.active],
+            "best_val": [float(v) if np.isfinite(v) else None for v in self.best_val],
+            "best_step": [int(v) for v in self.best_step],
+            "since": [int(v) for v in self.since],
+            "stopped_step": [int(v) for v in self.stopped_step],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], best_state: TrainState) -> "EarlyStopping":
+        return cls(
+            active=np.asarray(d["active"], bool),
+            best_val=np.asarray([np.inf if v is None else v for v in d["best_val"]], np.float64),
+            best_step=np.asarray(d["best_step"], np.int64),
+            since=np.asarray(d["since"], np.int64),
+            stopped_step=np.asarray(d["stopped_step"], np.int64),
+            best_state=best_state,
+        )
+
+
+@dataclasses.dataclass
 class FitResult:
     """What :func:`fit` returns: final ``state`` (seeds stacked), ``history`` of per-step
     training metrics ``(num_seeds, steps)``, ``evals`` of test metrics ``(num_seeds, n_evals)``
@@ -237,7 +273,9 @@ class FitResult:
     ``steps_per_epoch``: steps in one pass over the training rows (1 for full-batch runs).
     ``diverged_step (S,)``: the step where a seed's training went non-finite (``-1``: never;
     only ``fit(on_nonfinite="freeze")`` lets a run go on past one), ``diverged_quantity``
-    the quantity that did (``None`` per finite seed)."""
+    the quantity that did (``None`` per finite seed). ``early_stopping``: the validation
+    bookkeeping at that point (an :class:`EarlyStopping`; with ``patience`` only), which
+    ``fit(early_stopping=...)`` continues."""
 
     trainer: Trainer
     state: TrainState
@@ -256,6 +294,7 @@ class FitResult:
     steps_per_epoch: int = 1
     diverged_step: Optional[np.ndarray] = None
     diverged_quantity: Optional[list] = None
+    early_stopping: Optional[EarlyStopping] = None
 
     @property
     def last_test_nll_p(self) -> np.ndarray:
@@ -445,6 +484,7 @@ def fit(
     test_context: Optional[Array] = None,
     evaluators: Sequence[Evaluator] = (),
     on_nonfinite: str = "raise",
+    early_stopping: Optional[EarlyStopping] = None,
 ) -> FitResult:
     """Train ``config.method`` on ``data (n, dim)`` for every seed at once: the one training
     loop of the library (the CLI, the SBI and latent experiments and the benchmarks call it).
@@ -498,6 +538,10 @@ def fit(
       so far, and ``result.state`` holds, per seed, the state of its best evaluation
       (``result.best_val``, ``result.best_step``); training ends when every seed has stopped or
       at ``num_steps``. ``None`` (default): the fixed step count of the paper's runs.
+    - ``early_stopping``: the :class:`EarlyStopping` of an interrupted run to convergence
+      (``result.early_stopping`` of its last finished chunk, with ``state`` its training
+      state): the resumed run goes on counting patience from it, stopped seeds stay stopped
+      and each seed's best state is kept.
     - ``eval_every`` ``None`` (default): one epoch (:func:`steps_per_epoch`; patience then
       counts epochs, as in NPE; a full-batch epoch is one step) when ``patience`` is given,
       else 100 steps. A given ``eval_every`` is kept as is: patience counts evaluations.
@@ -587,12 +631,23 @@ def fit(
     diverged_step = np.full(num_seeds, -1, np.int64)
     diverged_quantity: list[Optional[str]] = [None] * num_seeds
     best_state = state
+    if early_stopping is not None:
+        if not early:
+            raise ValueError("early_stopping continues a run to convergence: pass patience too")
+        if np.shape(early_stopping.active) != (num_seeds,):
+            raise ValueError(f"early_stopping has {np.shape(early_stopping.active)[0]} seeds, the run {num_seeds}")
+        active = np.asarray(early_stopping.active, bool).copy()
+        best_val = np.asarray(early_stopping.best_val, np.float64).copy()
+        best_step = np.asarray(early_stopping.best_step, np.int64).copy()
+        since = np.asarray(early_stopping.since, np.int64).copy()
+        stopped_step = np.asarray(early_stopping.stopped_step, np.int64).copy()
+        best_state = early_stopping.best_state
     # (state, step, chunks recorded): rebound in one assignment once a chunk is fully recorded,
     # so an interrupt anywhere sees a consistent last finished chunk.
-    committed = (state, start, 0)
+    committed = (state, start, 0, None)
 
     def result_of(n: int, final: Optional[TrainState] = None) -> FitResult:
-        good, step, _ = committed
+        good, step = committed[0], committed[1]
         out = FitResult(
             trainer=trainer,
             state=good if final is None else final,
@@ -615,7 +670,14 @@ def fit(
         if early and final is not None:
             out.stopped_step = stopped_step.copy()
             out.stopped_epoch = stopped_step / per_epoch
+        if early:
+            out.early_stopping = committed[3] if final is None else bookkeeping()
         return out
+
+    def bookkeeping() -> Optional[EarlyStopping]:
+        if not early:
+            return None
+        return EarlyStopping(active.copy(), best_val.copy(), best_step.copy(), since.copy(), stopped_step.copy(), best_state)
 
     bar = None
     try:
@@ -670,7 +732,7 @@ def fit(
             for k, v in ev.items():
                 evals.setdefault(k, []).append(v)
             eval_steps.append(done)
-            committed = (state, done, len(eval_steps))
+            committed = (state, done, len(eval_steps), bookkeeping())
             if bar is not None:
                 bar.update(length)
                 bar.set_postfix(**_postfix(ev, val_curve[-1] if val is not None else None, active if early else None, gone))
@@ -681,7 +743,7 @@ def fit(
     except FitInterrupted:
         raise
     except KeyboardInterrupt:
-        good, step, n = committed
+        good, step, n = committed[:3]
         raise FitInterrupted(
             f"interrupted; the last finished chunk ended at step {step}", good, step, result_of(n) if n else None
         ) from None

@@ -25,6 +25,7 @@ SLOW_FILES = {
     "test_cli_run_kinds.py",
     "test_demo.py",
     "test_engine.py",
+    "test_early_stopping_resume.py",
     "test_interrupt.py",
     "test_latent_cli.py",
     "test_latent_recipe.py",
