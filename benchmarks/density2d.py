@@ -51,6 +51,7 @@ def parse(argv=None):
     p.add_argument("--paper-scale", action="store_true", help="D.2's 25k steps")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     p.add_argument("--report-only", action="store_true", help="rewrite density2d.md and density2d_nll.png from density2d.json")
+    p.add_argument("--work", default="runs/bench/density2d", help="folder of each (set, method)'s resumable checkpoint (saved every 5 min; a rerun with the same settings continues it, a finished one is read back)")
     a = p.parse_args(argv)
     scale = PAPER if a.paper_scale else DEFAULT
     a.steps = a.steps or scale["steps"]
@@ -92,7 +93,8 @@ def main(argv=None) -> int:
         pts_m = pts if std is None else np.asarray(std.apply(pts), np.float32)
         maps[name] = {"data": x, "xlim": xlim, "ylim": ylim}
         for method, trainer in trainers.items():
-            c = train_members(trainer, trainer.init(args.seeds), xs, ts, args.steps, args.eval_every, f"{name} {method}")
+            work = Path(args.work) / f"{name}_{method}" if args.work else None
+            c = train_members(trainer, trainer.init(args.seeds), xs, ts, args.steps, args.eval_every, f"{name} {method}", resume_dir=work)
             c.test_nll_p = c.test_nll_p + shift
             c.test_nll_q = c.test_nll_q + shift
             results[name][method] = c
