@@ -250,12 +250,17 @@ def plot_panels(panels, xlabel: str, path: Path, title: str) -> Path:
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
     for ax, (name, x, series, hline) in zip(axes.ravel(), panels):
         for label, arr in series.items():
+            measured = np.isfinite(arr).any(axis=0)  # evaluations that skipped this quantity drop out
+            if measured.any() and not measured.all():
+                x_, arr = np.asarray(x)[measured], arr[:, measured]
+            else:
+                x_ = x
             with np.errstate(all="ignore"):
                 mean = np.nanmean(arr, axis=0) if np.any(np.isfinite(arr)) else np.full(arr.shape[1], np.nan)
-            (line,) = ax.plot(x, mean, label=label)
+            (line,) = ax.plot(x_, mean, label=label)
             if arr.shape[0] > 1:
                 for row in arr:
-                    ax.plot(x, row, color=line.get_color(), alpha=0.3, linewidth=0.7)
+                    ax.plot(x_, row, color=line.get_color(), alpha=0.3, linewidth=0.7)
         if hline is not None:
             ax.axhline(hline, color="gray", linewidth=0.8, linestyle=":")
         ax.set_title(name)

@@ -38,6 +38,7 @@ def register(subparsers) -> None:
     p.add_argument("--fixed-steps", action="store_true", help="train exactly --steps steps (the paper's fixed-length runs) instead of to convergence")
     p.add_argument("--patience", type=int, default=SBI_RUN["patience"], help=f"training to convergence (sbi's NPE): stop a seed after this many evaluations without a lower validation NLL on the held-out 10 %% and keep its best parameters (default {SBI_RUN['patience']})")
     p.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (validation NLL, C2ST; default: one epoch but at least 100 steps, or 200 with --fixed-steps)")
+    p.add_argument("--c2st-every", type=int, default=None, help="score C2ST at u₀ every this many evaluations (default: every one with --fixed-steps, every 10th when training to convergence; the final state is always scored)")
     p.add_argument("--zeta-per-condition", type=int, default=None, help="flow samples per condition for ζ(u_i) (default: the preset's, 4)")
     p.add_argument("--abc", action="store_true", help="reference samples by D.4's rejection ABC instead of the exact posterior")
     p.add_argument("--no-mlp-c2st", action="store_true", help="skip the SBI-benchmark (MLP, 5-fold) C2ST")
@@ -71,6 +72,9 @@ def cmd_sbi(args: argparse.Namespace) -> int:
     steps = args.steps if args.steps is not None else SBI_RUN["steps" if args.fixed_steps else "max_steps"]
     eval_every = args.eval_every if args.eval_every is not None else (SBI_RUN["eval_every"] if args.fixed_steps else None)
     patience = None if args.fixed_steps else args.patience
+    c2st_every = args.c2st_every if args.c2st_every is not None else (1 if args.fixed_steps else 10)
+    if c2st_every < 1:
+        raise ValueError("--c2st-every must be >= 1")
     if steps < 1 or (eval_every is not None and eval_every < 1) or args.num_simulations < 2 or (patience is not None and patience < 1):
         raise ValueError("--steps, --eval-every, --patience must be >= 1 and --num-simulations >= 2")
     observation = parse_numbers(args.observation, "--observation")
@@ -108,7 +112,7 @@ def cmd_sbi(args: argparse.Namespace) -> int:
 
     try:
         result = train_sbi(
-            task, args.num_simulations, args.method, seeds=seeds, steps=steps, eval_every=eval_every, patience=patience,
+            task, args.num_simulations, args.method, seeds=seeds, steps=steps, eval_every=eval_every, patience=patience, c2st_every=c2st_every,
             observation=observation, reference="abc" if args.abc else "exact",
             data_seed=args.data_seed, mlp_c2st=not args.no_mlp_c2st, config=config, data=data,
             reference_draws=reference, progress=True,

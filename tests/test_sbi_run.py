@@ -106,3 +106,35 @@ def test_diverged_run_is_one_line_with_quantity_and_step(tmp_path, capsys):
     assert code == 3
     assert len(err) == 1 and "became NaN or infinite at step" in err[0] and "last good state is from step" in err[0]
     assert not out.exists()
+
+
+def test_training_to_convergence_through_fit(tmp_path):
+    """train_sbi trains to convergence as NPE does: 10 % held out (the validation curve is the
+    exact NLL on those pairs), seeds stop after the patience, each keeps its best parameters;
+    C2ST is scored every c2st_every-th evaluation and at the returned state."""
+    import jax
+
+    from adasym_jax.config import parse_override
+    from adasym_jax.runner import validation_split
+    from adasym_jax.sbi.run import sbi_config, train_sbi
+    from adasym_jax.sbi.tasks import get_task, simulate_dataset
+
+    task = get_task("two_moons")
+    cfg = sbi_config(task, "nf")
+    for o in TINY:
+        cfg = parse_override(o, cfg)
+    cfg = cfg.replace(lr_flow=3e-2, batch_size=50)
+    beta, u = simulate_dataset(task, jax.random.PRNGKey(0), 200)
+    r = train_sbi(task, 200, "nf", seeds=2, steps=400, eval_every=3, patience=2, config=cfg, data=(beta, u),
+                  mlp_c2st=False, num_posterior_samples=100, c2st_every=2)
+    stopped = np.asarray(r.settings["stopped_step"])
+    assert np.all(stopped < 400) and r.eval_steps[-1] == stopped.max()
+    best = np.asarray(r.settings["best_step"])
+    assert np.all(best <= stopped - 2 * 3)  # patience 2 evaluations of 3 steps after the best
+    _, val_rows = validation_split(200, 0.1)
+    want = -np.asarray(r.trainer.log_prob(r.state, beta[val_rows], u[val_rows]), np.float64).mean(axis=1)
+    i = [r.eval_steps.index(int(b)) for b in best]
+    np.testing.assert_allclose([r.curves["val_nll"][s, i[s]] for s in range(2)], want, rtol=1e-5)  # the best state is returned
+    curve = r.c2st["paper"]["curve"]
+    assert np.all(np.isfinite(curve[:, ::2])) and np.all(np.isnan(curve[:, 1::2]))
+    assert r.c2st["paper"]["final"].shape == (2,) and np.all(np.isfinite(r.c2st["paper"]["best"]))
