@@ -1,7 +1,7 @@
 """One batch of a pure step and the step's type: :class:`Batch`, :func:`as_batch`, ``StepFn``.
 
-Below every step module (:mod:`adasym_jax.train`, :mod:`adasym_jax.wgan`, the conditional and
-cached steps), so a step module never imports another to get them.
+Below every step module (:mod:`adasym_jax.train`, :mod:`adasym_jax.wgan`,
+:mod:`adasym_jax.zeta_sources`), so a step module never imports another to get them.
 """
 
 from __future__ import annotations

@@ -359,7 +359,9 @@ def load_checkpoint(
         cfg = config if config is not None else _config_from_meta(meta, directory)
         template = checkpoint_template(cfg, meta["dim"], meta["seeds"])
     if getattr(template, "zeta_cache", None) is None:
-        loaded.setdefault("zeta_cache", None)  # states saved before the cache field
+        # states saved before the cache field have none; a saved cache that the config does not
+        # use (evaluation and sampling never read it) is dropped
+        loaded["zeta_cache"] = None
     try:
         _check_tree(serialization.to_state_dict(template), loaded)
     except CheckpointError as e:

@@ -645,13 +645,16 @@ def cmd_train(args) -> int:
             _save_array(str(out / "data_preview.npy"), lambda f: np.save(f, preview))
         # A run to convergence in progress keeps its validation bookkeeping (in the checkpoint's
         # extra) and each seed's best state (BEST_DIR), so --resume goes on with both.
+        # best/ is written first and tagged with the step it goes with; the main checkpoint is the
+        # commit point, and a best/ of another step is refused on --resume (an interrupted save).
         best = out / BEST_DIR
+        step_ = _step_of(state_)
         if early_ is not None:
-            save_checkpoint(best, early_.best_state, config, train.shape[1], seeds, standardization=standardizer)
-        elif best.is_dir():
-            shutil.rmtree(best)
-        extra = None if early_ is None else {"early_stopping": early_.to_dict()}
+            save_checkpoint(best, early_.best_state, config, train.shape[1], seeds, extra={"for_step": step_}, standardization=standardizer)
+        extra = None if early_ is None else {"early_stopping": {**early_.to_dict(), "step": step_}}
         save_checkpoint(out, state_, config, train.shape[1], seeds, extra=extra, standardization=standardizer)
+        if early_ is None and best.is_dir():
+            shutil.rmtree(best)
         write_json(out / CONFIG_FILE, {"config": config.to_dict(), "run": settings})
         if metrics_ is not None:
             write_json(out / METRICS_FILE, metrics_)
@@ -705,7 +708,8 @@ def cmd_train(args) -> int:
     except NonFiniteError as err:
         metrics = previous if latest[0] is None else metrics_of(latest[0])
         _close_bars(bars)
-        save(err.last_good_state, metrics)
+        # the last good state goes with the bookkeeping of the same chunk (a run to convergence)
+        save(err.last_good_state, metrics, latest[0].early_stopping if latest[0] is not None else early)
         good = _step_of(err.last_good_state)
         print(f"adasym: error: {err} (saved the step-{good} checkpoint to {out})", file=sys.stderr)
         return 3
@@ -782,10 +786,17 @@ def _saved_early_stopping(out: Path, meta: dict, state, settings: dict):
     if not is_checkpoint(best):
         raise ValueError(f"{out}: the run's validation bookkeeping is saved but {best} is missing; cannot resume the run to convergence")
     try:
-        best_state, _ = load_checkpoint(best, template=state)
-        return EarlyStopping.from_dict(saved, best_state)
+        best_state, best_meta = load_checkpoint(best, template=state)
+        early = EarlyStopping.from_dict(saved, best_state)
     except (CheckpointError, KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{best}: cannot read the best states of the run to convergence ({e})") from None
+    for_step = (best_meta.get("extra") or {}).get("for_step")
+    if for_step != saved.get("step"):
+        raise ValueError(
+            f"{best} holds the best states of step {for_step}, the checkpoint is of step {saved.get('step')} "
+            "(a save was interrupted); cannot resume the run to convergence exactly"
+        )
+    return early
 
 
 def _save_interrupted(args, out: Path, target: int, part, on_disk: Optional[int], save, metrics_of, created: bool) -> int:

@@ -20,6 +20,8 @@ THETA_BASELINES = ("auto", "loo", "log_zeta", "log_zeta_loo", "none")
 #: state always gets the same ζ̂, whichever of them evaluates it.
 EVAL_SEED = 12345
 
+# (zeta_per_condition: SBI runs of that time used K = 4, recorded in their checkpoint's
+# extra["sbi"]; loading them for sampling or evaluation does not need it.)
 LEGACY_VALUES = {"flow": "coupling", "theta_baseline": "none", "ebm_base_scale": None, "zeta_per_condition": 0, "zeta_refresh_every": 1}
 
 

@@ -113,17 +113,20 @@ class Trainer:
 
         def one_seed(state: TrainState, x: Array, ctx: Optional[Array], start: Array):
             def body(s, t):
+                if minibatch:
+                    # Epochs (adasym_jax.minibatch): s.key is the epoch's key, fixed through the
+                    # epoch; the step (and a ζ-cache refresh) gets a key of its own and s.key
+                    # moves on at the epoch's end, so every epoch visits every row once.
+                    k_order, k_step, k_after = mb.minibatch_keys(s.key, s.step, n, bs)
+                    s = s.replace(key=k_step)
                 if every:
                     # t is the run's step index, unbatched under the seed vmap, so the cond stays
                     # a branch (a per-seed predicate would become a select that samples every step).
                     s = jax.lax.cond(t % every == 0, lambda s_: refresh_zeta_cache(flow, s_), lambda s_: s_, s)
                 if not minibatch:
                     return self.step(s, Batch(x, ctx))
-                # Epochs (adasym_jax.minibatch): s.key is the epoch's key, fixed through the
-                # epoch; the step gets a key of its own and s.key moves on at the epoch's end.
-                k_order, k_step, k_after = mb.minibatch_keys(s.key, s.step, n, bs)
                 idx = mb.batch_indices(k_order, s.step, n, bs)
-                new, metrics = self.step(s.replace(key=k_step), Batch(x[idx], None if ctx is None else ctx[idx]))
+                new, metrics = self.step(s, Batch(x[idx], None if ctx is None else ctx[idx]))
                 return new.replace(key=k_after), metrics
 
             return jax.lax.scan(body, state, start + jnp.arange(num_steps))
@@ -220,7 +223,9 @@ class EarlyStopping:
     """Per-seed validation bookkeeping of a run to convergence, so that a resumed run goes on
     with it (``fit(early_stopping=...)``): ``active`` (bool ``(S,)``, still training),
     ``best_val``, ``best_step``, ``since`` (evaluations since the best), ``stopped_step``
-    (``-1`` while active) and ``best_state``, each seed's best-validation state."""
+    (``-1`` while active), ``best_state``, each seed's best-validation state, and
+    ``diverged_step`` / ``diverged_quantity`` (``fit(on_nonfinite="freeze")``; ``-1`` / ``None``
+    for seeds that did not diverge)."""
 
     active: np.ndarray
     best_val: np.ndarray
@@ -228,6 +233,8 @@ class EarlyStopping:
     since: np.ndarray
     stopped_step: np.ndarray
     best_state: TrainState
+    diverged_step: Optional[np.ndarray] = None
+    diverged_quantity: Optional[list] = None
 
     def to_dict(self) -> dict[str, list]:
         """The bookkeeping without ``best_state`` as JSON-ready lists (``inf`` -> ``None``)."""
@@ -237,6 +244,8 @@ class EarlyStopping:
             "best_step": [int(v) for v in self.best_step],
             "since": [int(v) for v in self.since],
             "stopped_step": [int(v) for v in self.stopped_step],
+            "diverged_step": None if self.diverged_step is None else [int(v) for v in self.diverged_step],
+            "diverged_quantity": None if self.diverged_quantity is None else list(self.diverged_quantity),
         }
 
     @classmethod
@@ -248,6 +257,8 @@ class EarlyStopping:
             since=np.asarray(d["since"], np.int64),
             stopped_step=np.asarray(d["stopped_step"], np.int64),
             best_state=best_state,
+            diverged_step=None if d.get("diverged_step") is None else np.asarray(d["diverged_step"], np.int64),
+            diverged_quantity=d.get("diverged_quantity"),
         )
 
 
@@ -268,7 +279,8 @@ class FitResult:
     validation rows (data units) at each evaluation, NaN after the seed stopped;
     ``best_val (S,)`` its lowest value; ``best_step (S,)`` the step where it was reached. With
     early stopping (``patience`` given) also ``stopped_step (S,)`` and ``stopped_epoch (S,)``:
-    where each seed stopped (the last step run for a seed that reached the cap), and
+    where each seed stopped (its last good step for a seed that diverged, the last step run for
+    a seed that reached the cap), and
     ``state`` holds each seed's best-validation parameters (see :func:`fit`).
     ``steps_per_epoch``: steps in one pass over the training rows (1 for full-batch runs).
     ``diverged_step (S,)``: the step where a seed's training went non-finite (``-1``: never;
@@ -569,6 +581,8 @@ def fit(
     conditional = config.context_dim > 0
     dim = data.shape[1]
     check_context(context, config.context_dim, data.shape[0])
+    if conditional:  # one context row per data row (a single context is broadcast to all)
+        context = np.broadcast_to(np.asarray(context, np.float32).reshape(-1, config.context_dim), (data.shape[0], config.context_dim))
     train_rows, val_rows = validation_split(data.shape[0], validation_fraction)
     val = val_ctx = None
     if val_rows.size:
@@ -581,6 +595,8 @@ def fit(
         test, test_ctx = (data, context) if test_data is None else (test_data, test_context)
         check_points(test, dim, "test data", min_rows=1)
         check_context(test_ctx, config.context_dim, test.shape[0])
+        if conditional:
+            test_ctx = np.broadcast_to(np.asarray(test_ctx, np.float32).reshape(-1, config.context_dim), (test.shape[0], config.context_dim))
     standardizer = choose_standardization(standardize, data, config.bound)
     to_model = lambda a: None if a is None else np.asarray(a if standardizer is None else standardizer.apply(np.asarray(a, np.float32)), np.float32)  # noqa: E731
     data, test, val = to_model(data), to_model(test), to_model(val)
@@ -642,12 +658,26 @@ def fit(
         since = np.asarray(early_stopping.since, np.int64).copy()
         stopped_step = np.asarray(early_stopping.stopped_step, np.int64).copy()
         best_state = early_stopping.best_state
-    # (state, step, chunks recorded): rebound in one assignment once a chunk is fully recorded,
-    # so an interrupt anywhere sees a consistent last finished chunk.
-    committed = (state, start, 0, None)
+        if early_stopping.diverged_step is not None:
+            diverged_step = np.asarray(early_stopping.diverged_step, np.int64).copy()
+            diverged_quantity = list(early_stopping.diverged_quantity or [None] * num_seeds)
+        if not active.any():
+            chunks = []  # every seed had stopped: nothing left to train
+    def snapshot() -> dict[str, Any]:
+        """Copies of the per-seed bookkeeping, taken with each committed chunk."""
+        return {
+            "diverged_step": diverged_step.copy(),
+            "diverged_quantity": list(diverged_quantity),
+            "best_val": best_val.copy(),
+            "best_step": best_step.copy(),
+            "early_stopping": bookkeeping(),
+        }
 
-    def result_of(n: int, final: Optional[TrainState] = None) -> FitResult:
+    def result_of(n: int, final: Optional[TrainState] = None, stopped: Optional[np.ndarray] = None) -> FitResult:
+        """The FitResult of the first ``n`` recorded chunks: the committed chunk's state and
+        bookkeeping, or with ``final`` the returned (best) states and the bookkeeping now."""
         good, step = committed[0], committed[1]
+        book = committed[3] if final is None else snapshot()
         out = FitResult(
             trainer=trainer,
             state=good if final is None else final,
@@ -659,26 +689,32 @@ def fit(
             compile_seconds=timing["compile"],
             standardization=standardizer,
             steps_per_epoch=per_epoch,
-            diverged_step=diverged_step.copy(),
-            diverged_quantity=list(diverged_quantity),
+            diverged_step=book["diverged_step"],
+            diverged_quantity=book["diverged_quantity"],
         )
         if val is not None:
             curve = np.stack(val_curve[:n], axis=1) if n else np.zeros((num_seeds, 0))
             out.val_curve = curve
-            out.best_val = np.where(np.isfinite(best_val), best_val, np.nan) if n else np.full(num_seeds, np.nan)
-            out.best_step = best_step.copy()
-        if early and final is not None:
-            out.stopped_step = stopped_step.copy()
-            out.stopped_epoch = stopped_step / per_epoch
-        if early:
-            out.early_stopping = committed[3] if final is None else bookkeeping()
+            bv = book["best_val"]
+            out.best_val = np.where(np.isfinite(bv), bv, np.nan) if n or early_stopping is not None else np.full(num_seeds, np.nan)
+            out.best_step = book["best_step"]
+        if early and stopped is not None:
+            out.stopped_step = stopped.copy()
+            out.stopped_epoch = stopped / per_epoch
+        out.early_stopping = book["early_stopping"]
         return out
 
     def bookkeeping() -> Optional[EarlyStopping]:
         if not early:
             return None
-        return EarlyStopping(active.copy(), best_val.copy(), best_step.copy(), since.copy(), stopped_step.copy(), best_state)
+        return EarlyStopping(
+            active.copy(), best_val.copy(), best_step.copy(), since.copy(), stopped_step.copy(), best_state,
+            diverged_step.copy(), list(diverged_quantity),
+        )
 
+    # (state, step, chunks recorded, bookkeeping): rebound in one assignment once a chunk is
+    # fully recorded, so an interrupt anywhere sees a consistent last finished chunk.
+    committed = (state, start, 0, snapshot())
     bar = None
     try:
         compiled = {}
@@ -703,6 +739,8 @@ def fit(
                 bad = active & (at >= 0)
                 for s_ in np.where(bad)[0]:
                     diverged_step[s_], diverged_quantity[s_] = at[s_], names[s_]
+                    if early:
+                        stopped_step[s_] = done  # it stops at its last good state
             keep = active & ~bad
             if not keep.all():
                 # stopped or diverged seeds keep their last state (the clock moves on); the
@@ -732,7 +770,7 @@ def fit(
             for k, v in ev.items():
                 evals.setdefault(k, []).append(v)
             eval_steps.append(done)
-            committed = (state, done, len(eval_steps), bookkeeping())
+            committed = (state, done, len(eval_steps), snapshot())
             if bar is not None:
                 bar.update(length)
                 bar.set_postfix(**_postfix(ev, val_curve[-1] if val is not None else None, active if early else None, gone))
@@ -752,8 +790,8 @@ def fit(
             bar.close()
     if not early:
         return result_of(len(eval_steps))
-    stopped_step = np.where(stopped_step < 0, done, stopped_step)  # the cap (or divergence) stopped them
-    return result_of(len(eval_steps), final=best_state.replace(step=state.step))
+    stopped = np.where(stopped_step < 0, done, stopped_step)  # the cap stopped the others
+    return result_of(len(eval_steps), final=best_state.replace(step=state.step), stopped=stopped)
 
 
 def _postfix(ev: Mapping[str, np.ndarray], val: Optional[np.ndarray], active: Optional[np.ndarray], gone: np.ndarray) -> dict[str, str]:

@@ -278,7 +278,11 @@ def make_train_step(config: TrainConfig, flow: nn.Module, ebm: nn.Module) -> Ste
     """The pure step for ``config.method``: ``step(state, batch) -> (state, metrics)``.
 
     ``batch`` is a :class:`Batch`, an ``(x, context)`` tuple or an array ``x (n, dim)``;
-    ``metrics`` is a dict of scalars. ``jax.jit(step)`` compiles it and
+    ``metrics`` is a dict of scalars. With D.3's cached ζ (``config.zeta_refresh_every`` > 1)
+    the step reads ``state.zeta_cache`` and never redraws it: the runner's chunks do
+    (:class:`adasym_jax.runner.Trainer`); a loop of your own calls
+    :func:`adasym_jax.zeta_sources.refresh_zeta_cache` every K steps, or keeps the samples
+    ``init_state`` drew. ``jax.jit(step)`` compiles it and
     ``jax.vmap(step, in_axes=(0, None))`` runs many seeds on one batch.
     """
     if config.method in ("adasym", "weighted"):

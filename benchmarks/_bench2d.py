@@ -65,11 +65,12 @@ def train_members(
     same config, members and schedule continues from it (the step count, keys and data order
     are in the state, so the continued run is the same run), else starts afresh."""
     members = int(np.asarray(state.step).shape[0])
-    spec = {"label": label, "config": trainer.config.to_dict(), "members": members, "steps": steps, "eval_every": eval_every}
+    spec = {"label": label, "config": trainer.config.to_dict(), "members": members, "steps": steps, "eval_every": eval_every,
+            "data": _fingerprint(x, test, state)}
     prev = _load_partial(resume_dir, spec, state) if resume_dir is not None else None
     if prev is not None:
         state, before = prev
-        log(f"[{label}] resuming from step {int(before['eval_steps'][-1])} ({resume_dir})")
+        log(f"[{label}] resuming from step {int(before['eval_steps'][-1])} ({resume_dir}; trained at commit {before.get('commit', '?')})")
     else:
         before = None
     start = int(np.asarray(state.step).reshape(-1)[0])
@@ -99,7 +100,7 @@ def train_members(
             _save_partial(resume_dir, spec, r.state, curves_of(r))
             last_save[0] = time.monotonic()
 
-    remaining = steps - start
+    remaining = 0 if before is not None and before.get("finished") else steps - start
     if remaining > 0:
         r = fit(
             np.asarray(x, np.float32), test_data=np.asarray(test, np.float32), config=trainer.config, seeds=members,
@@ -107,8 +108,8 @@ def train_members(
             on_nonfinite="freeze", on_eval=line,
         )
         c, final_state = curves_of(r), r.state
-        if resume_dir is not None:
-            _save_partial(resume_dir, spec, final_state, c)
+        if resume_dir is not None:  # finished: at the step count, or every member diverged
+            _save_partial(resume_dir, spec, final_state, {**c, "finished": True})
     else:
         c, final_state = before, state
     return Curves(
@@ -127,8 +128,9 @@ def train_members(
 
 def _joined(before: dict, part: dict) -> dict:
     """The curves of a resumed run: ``before`` (loaded) followed by ``part``; a member that had
-    diverged before keeps that step and NaN curves (resumed from its frozen state it repeats the
-    same steps and diverges again at the same step)."""
+    diverged before keeps that step and NaN curves (it resumes from its frozen last good state,
+    trains again and usually diverges again, later; that compute is wasted, and its final state
+    is not the frozen one of an uninterrupted run)."""
     gone = np.asarray(before["diverged_at"]) >= 0
     cat = lambda a, b: np.concatenate([np.asarray(a, np.float64), np.where(gone[:, None], np.nan, b)], axis=1)  # noqa: E731
     return {
@@ -143,13 +145,31 @@ def _joined(before: dict, part: dict) -> dict:
     }
 
 
+def _fingerprint(x, test, state: TrainState) -> str:
+    """A hash of the training and test data and the initial state (a P-W grid's λ included)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in (x, test, *jax.tree.leaves(state)):
+        h.update(np.ascontiguousarray(np.asarray(a)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _commit() -> str:
+    import subprocess
+
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
+    return out.stdout.strip() or "?"
+
+
 def _save_partial(folder: Path, spec: dict, state: TrainState, curves: dict) -> None:
+    """Checkpoint plus ``curves.json`` (with the commit that trained the latest part)."""
     from adasym_jax.checkpoint import save_checkpoint
     from adasym_jax.files import write_json
 
     folder = Path(folder)
     save_checkpoint(folder, state, TrainConfig.from_dict(spec["config"]), 2, list(range(spec["members"])), extra={"spec": spec})
-    write_json(folder / "curves.json", {"spec": spec, **curves})
+    write_json(folder / "curves.json", {"spec": spec, "commit": _commit(), **curves})
 
 
 def _load_partial(folder: Path, spec: dict, template: TrainState):
@@ -162,7 +182,11 @@ def _load_partial(folder: Path, spec: dict, template: TrainState):
     if not (is_checkpoint(folder) and (folder / "curves.json").is_file()):
         return None
     curves = json.loads((folder / "curves.json").read_text())
-    if curves.get("spec") != json.loads(json.dumps(spec)):
+    want = json.loads(json.dumps(spec))
+    saved = curves.get("spec") or {}
+    if "data" not in saved:  # saved before the data fingerprint joined the spec
+        want.pop("data", None)
+    if saved != want:
         return None
     state, _ = load_checkpoint(folder, template=template)
     nan = lambda v: np.asarray([[np.nan if e is None else e for e in row] for row in v], np.float64)  # noqa: E731

@@ -135,3 +135,30 @@ def test_fresh_source_is_the_default_and_cached_source_reads_the_cache(tiny_conf
     assert float(mc["log_zeta"]) == pytest.approx(float(obj.log_zeta_estimate(log_q, sc.zeta_cache["log_p"])), abs=1e-5)
     with pytest.raises(ValueError, match="zeta_cache"):
         cached_samples(cached, tr.flow)(s, Batch(x))  # a state without a cache
+
+
+def test_epochs_visit_every_row_once_with_the_zeta_cache(tiny_config):
+    """A ζ-cache refresh in the middle of an epoch must not change the epoch's row order: the
+    refresh takes the step's key, the epoch key stays (minibatches of 4 of 12 rows, a refresh
+    every 2 steps, epochs of 3 steps)."""
+    cfg = dataclasses.replace(tiny_config, batch_size=4, zeta_refresh_every=2, num_zeta_samples=8)
+    tr = Trainer(cfg, 2)
+
+    def rows_step(state, batch):  # records which rows the step saw (column 0 holds the row index)
+        return state.replace(step=state.step + 1), {"rows": batch.x[:, 0]}
+
+    tr.step = rows_step
+    x = jnp.stack([jnp.arange(12.0), jnp.zeros(12)], axis=1)
+    _, m = tr.chunk(9, 12)(tr.init([0, 1]), x, None)
+    rows = np.asarray(m["rows"]).astype(int)  # (seeds, steps, batch)
+    for s in range(2):
+        for epoch in range(3):
+            assert sorted(rows[s, 3 * epoch : 3 * epoch + 3].ravel()) == list(range(12))
+
+
+def test_a_single_context_is_broadcast_to_every_row(tiny_config):
+    cfg = dataclasses.replace(tiny_config, method="nf", context_dim=1)
+    beta = _data(20)
+    r = fit(beta, context=np.array([0.5], np.float32), config=cfg, seeds=1, num_steps=2, eval_every=2, progress=False,
+            validation_fraction=0.2, standardize=False)
+    assert r.val_curve.shape == (1, 1) and np.isfinite(r.val_curve).all()

@@ -21,7 +21,7 @@ def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("sbi") / "run"
     code = main([
         "sbi", "--task", "gaussian_mixture", "--num-simulations", "300", "--method", "adasym", "--seeds", "2",
-        "--steps", "6", "--eval-every", "3", "--no-mlp-c2st", "--zeta-per-condition", "2", "--out", str(out), "--set", *TINY,
+        "--steps", "6", "--eval-every", "3", "--c2st-every", "1", "--no-mlp-c2st", "--zeta-per-condition", "2", "--out", str(out), "--set", *TINY,
     ])
     assert code == 0
     return out

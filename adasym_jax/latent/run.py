@@ -140,6 +140,11 @@ def train_on_latents(
             raise ValueError(f"extra sample metric {name!r} must be a callable with a new name")
         metric_fns[name] = fn
     n, dim = x_train.shape
+    if config.zeta_refresh_every not in (1, recipe.zeta_every):
+        raise ValueError(
+            f"a latent run's ζ refresh period is Recipe.zeta_every (--zeta-every, {recipe.zeta_every}); "
+            f"got config.zeta_refresh_every={config.zeta_refresh_every} too"
+        )
     config = config.replace(zeta_refresh_every=recipe.zeta_every)
     per_epoch = steps_per_epoch(config, n)
     trainer = Trainer(config, dim)

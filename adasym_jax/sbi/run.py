@@ -4,7 +4,7 @@
 (ζ per condition, B.6: ``TrainConfig.zeta_per_condition``) or the NF baseline (maximum
 likelihood, i.e. neural posterior estimation) through :func:`adasym_jax.runner.fit`, the one
 training loop, with a C2ST evaluator that scores p_θ(· | u₀) against reference posterior
-samples after every chunk. :func:`write_run`
+samples every ``c2st_every``-th evaluation and at the returned state. :func:`write_run`
 writes ``metrics.json``, ``config.json`` and a checkpoint that ``adasym sample`` reads.
 """
 
@@ -48,9 +48,12 @@ def sbi_config(task: SBITask, method: str = "adasym", **overrides: Any) -> Train
 class SBIResult:
     """What :func:`train_sbi` returns. Arrays are per seed (leading axis) and per evaluation.
 
-    ``c2st`` maps protocol -> {"best": (S,), "last": (S,), "curve": (S, E) (paper protocol
-    only)}; ``curves`` maps training metric -> (S, E) chunk means, plus ``val_nll`` (S, E),
-    the exact NLL of p_θ on held-out simulations; ``eval_steps`` (E,).
+    ``c2st`` maps protocol -> scores: ``"paper"`` has ``"final"`` (S,) (the returned state) and,
+    with the C2ST curve, ``"best"``, ``"last"`` (S,) and ``"curve"`` (S, E) (NaN at evaluations
+    that were not scored); ``"mlp"`` has ``"final"`` and, with the curve, ``"best"`` (the
+    SBI-benchmark C2ST of the best-scoring samples). ``curves`` maps training metric -> (S, E)
+    chunk means, plus ``val_nll`` (S, E), the exact NLL of p_θ on the held-out simulations
+    (with ``validation_fraction`` > 0); ``eval_steps`` (E,).
     """
 
     task: str
