@@ -13,21 +13,15 @@ import pytest
 
 from adasym_jax import cli
 
+from cli_helpers import TINY, one_line_error, train_tiny_run  # noqa: E402,F401
+
 pytestmark = pytest.mark.slow  # trains a run through the command line
 
-# The run of test_cli_run_kinds.train_run (same programs, shared through the compilation cache).
-TINY = [
-    "--set", "ebm_blocks=1", "ebm_hidden=8", "num_transforms=2", "num_bins=4", "flow_hidden=8",
-    "num_zeta_samples=32", "eval_zeta_samples=64",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("malformed") / "run"
-    argv = ["train", "--dataset", "moons", "--n-train", "64", "--n-test", "32", "--steps", "4", "--eval-every", "2",
-            "--seeds", "2", "--out", str(out), "--quiet", "--no-plots", *TINY]  # fmt: skip
-    assert cli.main(argv) == 0
+    out = train_tiny_run(tmp_path_factory.mktemp("malformed") / "run", plots=False)
     return out
 
 
@@ -42,13 +36,6 @@ def nothing_compiled(monkeypatch):
     monkeypatch.setattr(Trainer, "init", refuse)
 
 
-def _one_line_error(capsys, code: int) -> str:
-    err = capsys.readouterr().err.strip()
-    assert code == 1, err
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("adasym: error: "), err
-    return err
 
 
 def _meta(d, **changes):
@@ -113,7 +100,7 @@ def damaged(run_dir, tmp_path):
 def test_sample_from_a_damaged_run_is_one_line(name, damaged, tmp_path, capsys, nothing_compiled):
     d = damaged(name)
     code = cli.main(["sample", "--run", str(d), "--num", "2", "--out", str(tmp_path / "s.npy")])
-    err = _one_line_error(capsys, code)
+    err = one_line_error(capsys, code)
     assert DAMAGE[name][1] in err and str(d) in err
     assert not (tmp_path / "s.npy").exists()
 
@@ -128,7 +115,7 @@ def test_every_command_on_a_damaged_run_is_one_line(command, name, damaged, tmp_
         "plot": ["plot", "--run", str(d), "--out", str(tmp_path / "figs")],
         "resume": ["train", "--out", str(d), "--resume", "--steps", "6", "--quiet", "--no-plots"],
     }[command]
-    err = _one_line_error(capsys, cli.main(argv))
+    err = one_line_error(capsys, cli.main(argv))
     assert DAMAGE[name][1] in err
     assert not (tmp_path / "e.npz").exists() and not (tmp_path / "figs").exists()
 
@@ -154,7 +141,7 @@ def test_a_malformed_metrics_file_is_one_line(command, name, run_dir, tmp_path, 
     before = (d / "checkpoint.json").read_text()
     argv = (["plot", "--run", str(d), "--out", str(tmp_path / "figs")] if command == "plot"
             else ["train", "--out", str(d), "--resume", "--steps", "6", "--quiet", "--no-plots"])  # fmt: skip
-    err = _one_line_error(capsys, cli.main(argv))
+    err = one_line_error(capsys, cli.main(argv))
     assert "metrics.json" in err and fragment in err
     assert (d / "checkpoint.json").read_text() == before  # resume trained nothing
 
@@ -166,7 +153,7 @@ def test_resume_checks_the_earlier_curves_against_the_seeds(run_dir, tmp_path, c
     m = json.loads((d / "metrics.json").read_text())
     m["test_nll_p"] = m["test_nll_p"][:1]
     (d / "metrics.json").write_text(json.dumps(m))
-    err = _one_line_error(capsys, cli.main(["train", "--out", str(d), "--resume", "--steps", "6", "--quiet"]))
+    err = one_line_error(capsys, cli.main(["train", "--out", str(d), "--resume", "--steps", "6", "--quiet"]))
     assert "metrics.json: test_nll_p has shape 1 × 2, expected 2 × 2" in err
 
 
@@ -177,7 +164,7 @@ def test_resume_checks_the_run_settings(setting, value, run_dir, tmp_path, capsy
     cfg = json.loads((d / "config.json").read_text())
     cfg["run"][setting] = value
     (d / "config.json").write_text(json.dumps(cfg))
-    err = _one_line_error(capsys, cli.main(["train", "--out", str(d), "--resume", "--quiet"]))
+    err = one_line_error(capsys, cli.main(["train", "--out", str(d), "--resume", "--quiet"]))
     assert f"config.json: the run setting {setting!r} must be" in err
 
 
@@ -193,7 +180,7 @@ def test_plot_with_a_damaged_data_preview_is_one_line(preview, fragment, run_dir
         (d / "data_preview.npy").write_bytes(preview)
     else:
         np.save(d / "data_preview.npy", preview)
-    err = _one_line_error(capsys, cli.main(["plot", "--run", str(d), "--out", str(tmp_path / "figs")]))
+    err = one_line_error(capsys, cli.main(["plot", "--run", str(d), "--out", str(tmp_path / "figs")]))
     assert "data_preview.npy" in err and fragment in err
 
 
@@ -205,7 +192,7 @@ def test_an_unexpected_error_from_a_malformed_file_is_one_line(error, monkeypatc
 
     monkeypatch.setattr(cli, "cmd_sample", broken)
     monkeypatch.delenv("ADASYM_DEBUG", raising=False)
-    err = _one_line_error(capsys, cli.main(["sample", "--run", "r", "--num", "1", "--out", "s.npy"]))
+    err = one_line_error(capsys, cli.main(["sample", "--run", "r", "--num", "1", "--out", "s.npy"]))
     assert err.startswith(f"adasym: error: {type(error).__name__}")
     assert err.endswith(" (set ADASYM_DEBUG=1 for the traceback)")
 

@@ -11,32 +11,18 @@ import pytest
 
 from adasym_jax import cli
 
+from cli_helpers import TINY, one_line_error, train_tiny_run  # noqa: E402,F401
+
 pytestmark = pytest.mark.slow  # trains a run through the command line
 
-# The run of test_cli_run_kinds.train_run (same programs, shared through the compilation cache),
-# with its figures.
-TINY = [
-    "--set", "ebm_blocks=1", "ebm_hidden=8", "num_transforms=2", "num_bins=4", "flow_hidden=8",
-    "num_zeta_samples=32", "eval_zeta_samples=64",
-]  # fmt: skip
 REFUSAL = "exists; pass --overwrite to replace it"
 
 
-def _one_line_error(capsys, code: int) -> str:
-    err = capsys.readouterr().err.strip()
-    assert code == 1, err
-    assert "Traceback" not in err
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("adasym: error: "), err
-    return err
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("overwrite") / "run"
-    argv = ["train", "--dataset", "moons", "--n-train", "64", "--n-test", "32", "--steps", "4", "--eval-every", "2",
-            "--seeds", "2", "--out", str(out), "--quiet", *TINY]  # fmt: skip
-    assert cli.main(argv) == 0
+    out = train_tiny_run(tmp_path_factory.mktemp("overwrite") / "run", plots=True)
     assert (out / "density.png").is_file() and (out / "curves.png").is_file()
     return out
 
@@ -64,7 +50,7 @@ def test_evaluate_refuses_an_existing_output(run_dir, tmp_path, capsys, no_run_l
     np.save(tmp_path / "x.npy", np.zeros((3, 2), np.float32))
     (tmp_path / written).write_bytes(b"keep me")
     code = cli.main(["evaluate", "--run", str(run_dir), "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / out_name)])
-    err = _one_line_error(capsys, code)
+    err = one_line_error(capsys, code)
     assert err == f"adasym: error: {tmp_path / written} {REFUSAL}"
     assert (tmp_path / written).read_bytes() == b"keep me"
 
@@ -72,14 +58,14 @@ def test_evaluate_refuses_an_existing_output(run_dir, tmp_path, capsys, no_run_l
 def test_sample_refuses_an_existing_output(run_dir, tmp_path, capsys, no_run_loaded):
     (tmp_path / "s.npy").write_bytes(b"keep me")
     code = cli.main(["sample", "--run", str(run_dir), "--num", "3", "--out", str(tmp_path / "s.npy")])
-    assert REFUSAL in _one_line_error(capsys, code)
+    assert REFUSAL in one_line_error(capsys, code)
     assert (tmp_path / "s.npy").read_bytes() == b"keep me"
 
 
 def test_the_refusal_comes_before_the_run_is_read(tmp_path, capsys):
     (tmp_path / "s.npy").write_bytes(b"keep me")
     code = cli.main(["sample", "--run", str(tmp_path / "no_such_run"), "--num", "3", "--out", str(tmp_path / "s.npy")])
-    assert REFUSAL in _one_line_error(capsys, code)  # not "no such run folder": nothing was read
+    assert REFUSAL in one_line_error(capsys, code)  # not "no such run folder": nothing was read
 
 
 def test_evaluate_and_sample_replace_with_overwrite(run_dir, tmp_path):
@@ -97,7 +83,7 @@ def test_evaluate_and_sample_replace_with_overwrite(run_dir, tmp_path):
 def test_overwrite_does_not_replace_a_folder(run_dir, tmp_path, capsys):
     (tmp_path / "s.npy").mkdir()
     code = cli.main(["sample", "--run", str(run_dir), "--num", "3", "--out", str(tmp_path / "s.npy"), "--overwrite"])
-    assert "is a folder" in _one_line_error(capsys, code)
+    assert "is a folder" in one_line_error(capsys, code)
 
 
 def test_plot_into_the_run_folder_redraws_its_own_figures(run_dir, tmp_path):
@@ -118,7 +104,7 @@ def test_plot_refuses_any_figure_it_would_replace(run_dir, tmp_path, capsys, no_
     (out / "notes.txt").write_text("other files are no concern")
     (out / "curves.png").write_bytes(b"keep me")
     code = cli.main(["plot", "--run", str(run_dir), "--out", str(out)])
-    assert f"{out / 'curves.png'} {REFUSAL}" in _one_line_error(capsys, code)
+    assert f"{out / 'curves.png'} {REFUSAL}" in one_line_error(capsys, code)
     assert (out / "curves.png").read_bytes() == b"keep me" and not (out / "density.png").exists()
 
 
@@ -142,5 +128,5 @@ def test_sbi_and_latent_refuse_a_non_empty_out_before_training(command, tmp_path
     out.mkdir()
     (out / "notes.txt").write_text("a user's file")
     code = cli.main([*command, "--out", str(out)])
-    assert _one_line_error(capsys, code) == f"adasym: error: {out} already exists and is not empty; pass --overwrite to replace it"
+    assert one_line_error(capsys, code) == f"adasym: error: {out} already exists and is not empty; pass --overwrite to replace it"
     assert (out / "notes.txt").read_text() == "a user's file"
