@@ -155,7 +155,8 @@ def _fingerprint(x, test, state: TrainState) -> str:
     return h.hexdigest()[:16]
 
 
-def _commit() -> str:
+def git_commit() -> str:
+    """The short commit of the checkout (``?`` outside git)."""
     import subprocess
 
     out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent)
@@ -169,7 +170,7 @@ def _save_partial(folder: Path, spec: dict, state: TrainState, curves: dict) -> 
 
     folder = Path(folder)
     save_checkpoint(folder, state, TrainConfig.from_dict(spec["config"]), 2, list(range(spec["members"])), extra={"spec": spec})
-    write_json(folder / "curves.json", {"spec": spec, "commit": _commit(), **curves})
+    write_json(folder / "curves.json", {"spec": spec, "commit": git_commit(), **curves})
 
 
 def _load_partial(folder: Path, spec: dict, template: TrainState):

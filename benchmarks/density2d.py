@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench2d import Curves, command_line, device_string, oracle_nll, pm, train_members  # noqa: E402
+from _bench2d import Curves, command_line, device_string, git_commit, oracle_nll, pm, train_members  # noqa: E402
 
 from adasym_jax.checkpoint import Standardization  # noqa: E402
 from adasym_jax import presets  # noqa: E402
@@ -148,7 +148,7 @@ def _previous_wall(path: Path) -> float:
 
 def write_report(results, oracles, args, wall, out: Path) -> None:
     L = ["# Density estimation on five 2D sets (Section 5.2, Figures 4 and 7, Appendix D.2)\n"]
-    L.append(f"Command: `{command_line().replace(' --report-only', '')}`  ")
+    L.append(f"Command: `{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`  ")
     if not np.isfinite(wall):  # keep the wall time an earlier full run wrote, if any
         wall = _previous_wall(out / "density2d.md")
     if not np.isfinite(wall):  # rebuilt from density2d.json: compile + training time of the runs

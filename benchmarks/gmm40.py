@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench2d import Curves, command_line, device_string, oracle_nll, pm, train_members  # noqa: E402
+from _bench2d import Curves, command_line, device_string, git_commit, oracle_nll, pm, train_members  # noqa: E402
 
 from adasym_jax.baselines import PW_WEIGHTS, init_pw_grid, pw_grid_members  # noqa: E402
 from adasym_jax import presets  # noqa: E402
@@ -200,7 +200,7 @@ def _previous_wall(path: Path) -> float:
 def write_report(runs, members, oracle, args, wall, out: Path) -> None:
     L = []
     L.append("# 40-component GMM (Section 5.1, Figures 2–3, Appendix D.1)\n")
-    L.append(f"Command: `{command_line().replace(' --report-only', '')}`  ")
+    L.append(f"Command: `{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`  ")
     if not np.isfinite(wall):  # keep the wall time an earlier full run wrote, if any
         wall = _previous_wall(out / "gmm40.md")
     if not np.isfinite(wall):  # report rebuilt from gmm40.json: compile + training time of the runs
