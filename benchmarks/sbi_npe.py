@@ -97,7 +97,7 @@ def ours(task, method: str, beta, u, obs, refs, args) -> dict:
     r = train_sbi(
         task, len(beta), method, seeds=args.seeds, steps=cap, eval_every=epoch, config=cfg, data=(beta, u),
         patience=args.patience, validation_fraction=NPE["validation_fraction"], c2st_curve=False, mlp_c2st=False,
-        num_posterior_samples=200, reference_draws=refs[0][:200], observation=obs[0],
+        num_posterior_samples=200, reference_draws=refs[0][:200], observation=obs[0], progress=True,
     )
     wall = time.perf_counter() - t0
     steps = int(r.eval_steps[-1])
