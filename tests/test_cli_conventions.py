@@ -121,7 +121,7 @@ def test_sbi_prints_rounded_numbers_and_trains_listed_seeds(tmp_path, capsys):
     tiny = ["num_transforms=2", "num_bins=4", "flow_hidden=16", "ebm_hidden=16", "ebm_blocks=1", "film_layers=1", "batch_size=100"]
     code = cli.main([
         "sbi", "--task", "gaussian_mixture", "--num-simulations", "300", "--method", "nf", "--seeds", "0,3",
-        "--steps", "4", "--eval-every", "2", "--no-mlp-c2st", "--out", str(out), "--set", *tiny,
+        "--steps", "4", "--eval-every", "2", "--c2st-every", "1", "--no-mlp-c2st", "--out", str(out), "--set", *tiny,
     ])
     stdout = capsys.readouterr().out
     assert code == 0

@@ -107,10 +107,11 @@ def test_dual_run_with_cached_zeta_reloads(tmp_path):
     out = tmp_path / "run"
     argv = ["latent", "--images", str(tmp_path / "imgs.npy"), "--latent-dim", "3", "--method", "adasym", "--seeds", "1",
             "--out", str(out), "--epochs", "1", "--ae-epochs", "1", "--ae-batch", "16", "--no-warm-start",
-            "--zeta-every", "2", "--quiet", *TINY]
+            "--zeta-every", "2", "--no-temperature", "--quiet", *TINY]
     assert cli.main(argv) == 0
     meta = json.loads((out / META_FILE).read_text())
     assert meta["config"]["zeta_refresh_every"] == 2
     assert json.loads((out / "config.json").read_text())["config"]["zeta_refresh_every"] == 2
+    assert json.loads((out / "metrics.json").read_text())["diverged"] == [False]
     s = _sample(out, tmp_path, num=100)
     assert s.shape == (100, 3) and np.all(np.isfinite(s))
