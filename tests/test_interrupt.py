@@ -61,7 +61,10 @@ def test_sigint_saves_the_last_finished_chunk_and_resume_is_bitwise(tmp_path):
         # the progress bar shows a test NLL once the first chunk has finished
         assert _wait_for(proc, err_buf, "test_nll_p=", 90), "".join(err_buf)[-2000:]
         proc.send_signal(signal.SIGINT)
-        stdout, _ = proc.communicate(timeout=60)
+        # wait, not communicate(): communicate would read stderr too and could take the
+        # interrupt line away from the reader thread
+        proc.wait(timeout=60)
+        proc.stdout.read()
     finally:
         if proc.poll() is None:
             proc.kill()
