@@ -319,40 +319,6 @@ class FitResult:
         return np.nanmin(self.evals["test_nll_p"], axis=1)
 
 
-def first_nonfinite(metrics: dict[str, np.ndarray], state: TrainState, step0: int) -> Optional[tuple[str, int]]:
-    worst = None
-    for name, arr in metrics.items():
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            first = int(np.argmax(bad.any(axis=0)))
-            if worst is None or first < worst[1]:
-                worst = (name, first)
-    if worst is not None:
-        return worst[0], step0 + worst[1] + 1
-    for path, leaf in jax.tree_util.tree_leaves_with_path(state):
-        if not np.all(np.isfinite(np.asarray(leaf, dtype=np.float64))):
-            return jax.tree_util.keystr(path), -1
-    return None
-
-
-def raise_if_nonfinite(metrics: dict[str, np.ndarray], new_state: TrainState, last_good: TrainState, done: int, length: int) -> None:
-    """Raise :class:`NonFiniteError` (naming the first non-finite quantity and its step, and
-    carrying ``last_good``, the state at step ``done``) if a chunk of ``length`` steps starting
-    after step ``done`` produced NaN/inf in its ``metrics`` (arrays ``(seeds, length)``) or in
-    ``new_state``."""
-    bad = first_nonfinite(metrics, new_state, done)
-    if bad is None:
-        return
-    name, at = bad
-    where = f"at step {at}" if at > 0 else f"in the state after step {done + length}"
-    raise NonFiniteError(
-        f"training diverged: {name} became NaN or infinite {where}; the last good state is from step {done}",
-        last_good,
-        at,
-        name,
-    )
-
-
 STANDARDIZE_CHOICES = "'auto', True, False or a Standardization"
 NLL_KEYS = ("test_nll_p", "test_nll_q")  # evaluation keys that are NLLs (shifted to data units)
 
@@ -477,6 +443,36 @@ def seeds_nonfinite(metrics: dict[str, np.ndarray], state: TrainState, step0: in
     return at, names
 
 
+def raise_first_nonfinite(
+    at: np.ndarray, names: list[Optional[str]], metrics: Mapping[str, np.ndarray], state: TrainState,
+    last_good: TrainState, done: int, length: int,
+) -> None:
+    """Raise :class:`NonFiniteError` for the earliest entry of :func:`seeds_nonfinite`'s
+    ``(at, names)`` (``-1`` entries are ignored): a training metric at its step (ties: the
+    first metric), else the first state leaf, "in the state after step ``done + length``";
+    it carries ``last_good``, the state at step ``done``."""
+    if not np.any(at >= 0):
+        return
+    order = {k: i for i, k in enumerate(metrics)}
+    leaves = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(state)]
+    order.update({k: len(metrics) + i for i, k in enumerate(leaves)})
+    s = min(np.where(at >= 0)[0], key=lambda i: (at[i], order[names[i]]))
+    name = names[s]
+    in_metrics = name in metrics
+    where = f"at step {at[s]}" if in_metrics else f"in the state after step {done + length}"
+    raise NonFiniteError(
+        f"training diverged: {name} became NaN or infinite {where}; the last good state is from step {done}",
+        last_good,
+        int(at[s]) if in_metrics else -1,
+        name,
+    )
+
+
+def _context_rows(context, n: int, context_dim: int) -> np.ndarray:
+    """A (checked) context as ``(n, context_dim)`` rows: a single context is broadcast to all."""
+    return np.broadcast_to(np.asarray(context, np.float32).reshape(-1, context_dim), (n, context_dim))
+
+
 def fit(
     data: Array,
     *,
@@ -581,8 +577,8 @@ def fit(
     conditional = config.context_dim > 0
     dim = data.shape[1]
     check_context(context, config.context_dim, data.shape[0])
-    if conditional:  # one context row per data row (a single context is broadcast to all)
-        context = np.broadcast_to(np.asarray(context, np.float32).reshape(-1, config.context_dim), (data.shape[0], config.context_dim))
+    if conditional:  # one context row per data row
+        context = _context_rows(context, data.shape[0], config.context_dim)
     train_rows, val_rows = validation_split(data.shape[0], validation_fraction)
     val = val_ctx = None
     if val_rows.size:
@@ -596,7 +592,7 @@ def fit(
         check_points(test, dim, "test data", min_rows=1)
         check_context(test_ctx, config.context_dim, test.shape[0])
         if conditional:
-            test_ctx = np.broadcast_to(np.asarray(test_ctx, np.float32).reshape(-1, config.context_dim), (test.shape[0], config.context_dim))
+            test_ctx = _context_rows(test_ctx, test.shape[0], config.context_dim)
     standardizer = choose_standardization(standardize, data, config.bound)
     to_model = lambda a: None if a is None else np.asarray(a if standardizer is None else standardizer.apply(np.asarray(a, np.float32)), np.float32)  # noqa: E731
     data, test, val = to_model(data), to_model(test), to_model(val)
@@ -730,13 +726,12 @@ def fit(
             new_state, metrics = compiled[length](state, x, context)
             metrics = {k: np.asarray(v) for k, v in metrics.items()}
             timing["run"] += time.perf_counter() - t0
+            at, names = seeds_nonfinite(metrics, new_state, done)
+            at = np.where(active, at, -1)  # a stopped seed's values are not errors
+            bad = at >= 0
             if on_nonfinite == "raise":
-                checked = new_state if active.all() else _select_seeds(jnp.asarray(active), new_state, state)
-                raise_if_nonfinite({k: v[active] for k, v in metrics.items()}, checked, state, done, length)
-                bad = np.zeros(num_seeds, bool)
+                raise_first_nonfinite(at, names, metrics, new_state, state, done, length)
             else:
-                at, names = seeds_nonfinite(metrics, new_state, done)
-                bad = active & (at >= 0)
                 for s_ in np.where(bad)[0]:
                     diverged_step[s_], diverged_quantity[s_] = at[s_], names[s_]
                     if early:

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from adasym_jax.batch import Batch
 from adasym_jax.config import TrainConfig
-from adasym_jax.state import TrainState, new_zeta_cache, uses_zeta_cache  # noqa: F401 (re-exported)
+from adasym_jax.state import TrainState, new_zeta_cache
 
 Array = jax.Array
 sg = jax.lax.stop_gradient
