@@ -78,14 +78,19 @@ class SBIResult:
         u = self.observation if observation is None else np.asarray(observation, np.float32)
         if u.shape != self.observation.shape:
             raise ValueError(f"observation must have shape {self.observation.shape}, got {u.shape}")
-        z = np.asarray(self.trainer.sample(self.state, key, num, jnp.asarray(u)[None]))
-        standardization = self.standardization()
-        return z if standardization is None else standardization.invert(z)
+        return posterior_samples(self.trainer, self.state, key, num, u, self.standardization())
 
     def standardization(self) -> Optional[Standardization]:
         """The map from training coordinates back to β, or ``None`` if β was not standardized."""
         std = self.settings["standardization"]  # {"mean", "std"} ({"mean", "scale"} before issue 11)
         return None if std is None else Standardization.from_dict(std)
+
+
+def posterior_samples(trainer: Trainer, state: TrainState, key: jax.Array, num: int, observation, standardization: Optional[Standardization]) -> np.ndarray:
+    """``num`` samples of p_θ(β | u) per seed at ``observation`` u ``(k,)``, ``(S, num, d)``,
+    mapped back to β's units through ``standardization`` (``None``: β was not standardized)."""
+    z = np.asarray(trainer.sample(state, key, num, jnp.asarray(observation, jnp.float32)[None, :]))
+    return z if standardization is None else np.asarray(standardization.invert(z), np.float32)
 
 
 def reference_samples(task: SBITask, observation, key, kind: str = "exact", num: int = NUM_POSTERIOR_SAMPLES, tolerance: float = 0.05) -> np.ndarray:
@@ -255,15 +260,14 @@ class C2STEvaluator:
 
     def __init__(self, trainer: Trainer, reference: np.ndarray, observation: np.ndarray, key: jax.Array, num: int, every: int = 1):
         self.trainer, self.reference, self.key, self.num, self.every = trainer, reference, key, int(num), int(every)
-        self.u0_row = jnp.asarray(observation, jnp.float32)[None, :]
+        self.observation = np.asarray(observation, np.float32)
         self.best = None
         self.best_samples: list[Optional[np.ndarray]] = []
         self.calls = 0
 
     def posterior_samples(self, state: TrainState, standardization, key: jax.Array) -> np.ndarray:
         """``(S, num, param_dim)`` samples of p_θ(β | u₀) in β's units; non-finite is an error."""
-        z = np.asarray(self.trainer.sample(state, key, self.num, self.u0_row))
-        smp = z if standardization is None else np.asarray(standardization.invert(z), np.float32)
+        smp = posterior_samples(self.trainer, state, key, self.num, self.observation, standardization)
         if not np.all(np.isfinite(smp)):
             raise FloatingPointError(f"p_θ(· | u₀) produced NaN or infinite samples at step {int(np.asarray(state.step).reshape(-1)[0])}")
         return smp
