@@ -25,7 +25,6 @@ import os
 import shlex
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -179,22 +178,17 @@ def _device() -> str:
 def _save_array(path: str, write) -> None:
     """Write through a temporary file in the target folder, renamed into place; the folder is
     created if needed (as ``train`` does) and the file's mode follows the umask."""
-    from adasym_jax.checkpoint import new_file_mode
+    import io
+
+    from adasym_jax.files import atomic_write
 
     target = Path(path)
     if target.is_dir():
         raise ValueError(f"{target} is a folder; give a file name")
     _make_folder(target.parent)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
-    os.fchmod(fd, new_file_mode())
-    os.close(fd)
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    buf = io.BytesIO()
+    write(buf)
+    atomic_write(target, buf.getvalue())
 
 
 def _check_folder(folder: Path) -> None:
