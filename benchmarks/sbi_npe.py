@@ -28,7 +28,8 @@ prior. Wall time is training only (our compile time apart, and in "total"); scor
 
 Scores, at ``--observations`` observations drawn from the prior predictive (fixed key; not
 sbibm's ten files, which are not installed here), averaged over them, then mean ± std over
-seeds; and at the paper's u₀ alone: the SBI benchmark's C2ST (MLP, 5-fold, z-scored by the
+seeds; and at the paper's u₀ alone (and always the exact NLL −log p(β | u) on 10⁴ fresh
+simulations, a low-noise measure of the same fit): the SBI benchmark's C2ST (MLP, 5-fold, z-scored by the
 reference; ``c2st_mlp``) and the paper's (HistGradientBoosting, 70/30; ``c2st_paper``), each
 of ``--num-samples`` posterior samples against as many exact posterior samples.
 """
@@ -61,6 +62,9 @@ from adasym_jax.sbi.tasks import TASKS, get_task, simulate_dataset  # noqa: E402
 NPE = {"batch_size": 200, "lr": 5e-4, "validation_fraction": 0.1, "patience": 20}
 #: TrainConfig fields per --optimizer: sbi's train() (torch Adam defaults, clip_max_norm 5) or C.3's
 OPTIMIZERS = {"npe": {"adam_b1": 0.9, "adam_b2": 0.999, "grad_clip": 5.0}, "paper": {}}
+#: TrainConfig fields per --flow: D.4's (4 transforms x 8 bins, conditioner 64-64, bound 5) or sbi's NSF sizes
+#: (5 transforms x 10 bins, width 50, tail bound 3; our autoregressive conditioner, no LU layers)
+FLOWS = {"d4": {}, "npe": {"num_transforms": 5, "num_bins": 10, "flow_hidden": (50, 50), "bound": 3.0}}
 #: issue 13's bar: sbi 0.27 NPE (NSF defaults, to convergence) at N = 10^3 / 10^4 / 10^5, SBI benchmark C2ST
 SBI_NPE_REFERENCE = {"two_moons": (0.70, 0.55, 0.53), "gaussian_mixture_wide": (0.67, 0.54, 0.52)}
 
@@ -74,6 +78,9 @@ def parse(argv=None):
     p.add_argument("--num-samples", type=int, default=10_000, help="posterior and reference samples per C2ST")
     p.add_argument("--methods", default="nf,sbi,adasym", help="comma-separated: nf (ours), adasym (ours), sbi (sbi's NPE)")
     p.add_argument("--optimizer", default="npe", choices=sorted(OPTIMIZERS), help="our models' Adam: sbi's (0.9, 0.999) + clip 5, or the paper's (0, 0.9)")
+    p.add_argument("--standardize", default="zscore", choices=("zscore", "auto"), help="β for our models: z-scored as sbi does, or only when it leaves the splines' range (the library's default)")
+    p.add_argument("--flow", default="d4", choices=sorted(FLOWS), help="our flow's sizes: D.4's or sbi's NSF's")
+    p.add_argument("--no-c2st", action="store_true", help="skip the C2ST scoring (minutes per row); the test NLL is always computed")
     p.add_argument("--max-steps", type=int, default=50_000, help="our NF's cap (steps) for a run to convergence")
     p.add_argument("--dual-max-steps", type=int, default=4000, help="our dual's cap (steps): D.4's dual step costs ~10x NF's, so on a 2-core CPU it is capped; the row says whether seeds converged")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes scoring C2ST (not timed)")
@@ -124,14 +131,19 @@ def score(samples: np.ndarray, refs: list[np.ndarray], jobs: int) -> dict:
     }
 
 
+def test_set(task, num: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+    """Fresh simulations (key 1) on which every contender's exact NLL −log p(β | u) is measured."""
+    return tuple(np.asarray(a, np.float32) for a in simulate_dataset(task, jax.random.PRNGKey(1), num))
+
+
 def zscore(u: np.ndarray, n_train_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std of the training simulations' u (sbi's ``z_score_x="independent"``)."""
     tr = u[n_train_idx]
     return tr.mean(axis=0), np.maximum(tr.std(axis=0), 1e-12)
 
 
-def ours(task, method: str, beta, u, obs, refs, args) -> dict:
-    cfg = sbi_preset(task, method).config.replace(batch_size=NPE["batch_size"], lr_flow=NPE["lr"], **OPTIMIZERS[args.optimizer])
+def ours(task, method: str, beta, u, obs, refs, test, args) -> dict:
+    cfg = sbi_preset(task, method).config.replace(batch_size=NPE["batch_size"], lr_flow=NPE["lr"], **OPTIMIZERS[args.optimizer], **FLOWS[args.flow])
     train_idx = validation_split(len(beta), NPE["validation_fraction"])[0]
     mu, sd = zscore(u, train_idx)
     u_z, obs_z = ((u - mu) / sd).astype(np.float32), ((obs - mu) / sd).astype(np.float32)
@@ -142,15 +154,18 @@ def ours(task, method: str, beta, u, obs, refs, args) -> dict:
         task, len(beta), method, seeds=args.seeds, steps=cap, eval_every=epoch, config=cfg, data=(beta, u_z),
         patience=args.patience, validation_fraction=NPE["validation_fraction"], c2st_curve=False, mlp_c2st=False,
         num_posterior_samples=200, reference_draws=refs[-1][:200], observation=obs_z[-1], progress=True,
+        standardize=True if args.standardize == "zscore" else "auto",
     )
     wall = time.perf_counter() - t0
     steps = int(r.eval_steps[-1])
     train_s = steps / r.steps_per_second
-    key = jax.random.PRNGKey(7)
-    samples = np.stack([r.sample_posterior(jax.random.fold_in(key, j), args.num_samples, o) for j, o in enumerate(obs_z)], axis=1)
+    std = r.standardization()
+    b_test = test[0] if std is None else np.asarray(std.apply(test[0]), np.float32)
+    shift = 0.0 if std is None else float(std.log_det)
+    test_nll = -np.asarray(r.trainer.log_prob(r.state, b_test, ((test[1] - mu) / sd).astype(np.float32)), np.float64).mean(axis=1) + shift
     stopped = np.asarray(r.settings["stopped_step"])
     row = {
-        "contender": f"ours {method} ({args.seeds} seeds vmapped)",
+        "contender": f"ours {method} ({args.seeds} seeds vmapped; optimizer {args.optimizer}, β {args.standardize}, flow {args.flow})",
         "method": method,
         "train_seconds": train_s,
         "compile_seconds": r.compile_seconds,
@@ -162,14 +177,18 @@ def ours(task, method: str, beta, u, obs, refs, args) -> dict:
         "converged": bool(np.all(stopped < cap)),
         "steps_per_epoch": epoch,
         "config": cfg.to_dict(),
+        "test_nll": test_nll.tolist(),
     }
-    row.update(score(samples, refs, args.jobs))
     print(f"ours {method} N={len(beta)}: {train_s:.1f} s training + {r.compile_seconds:.1f} s compile, stopped at epochs {stopped / epoch}, "
-          f"C2ST MLP {pm(row['c2st_mlp'])}", flush=True)
+          f"test NLL {pm(test_nll)}", flush=True)
+    if not args.no_c2st:
+        key = jax.random.PRNGKey(7)
+        samples = np.stack([r.sample_posterior(jax.random.fold_in(key, j), args.num_samples, o) for j, o in enumerate(obs_z)], axis=1)
+        row.update(score(samples, refs, args.jobs))
     return row
 
 
-def sbi_npe(task, beta, u, obs, refs, args) -> dict:
+def sbi_npe(task, beta, u, obs, refs, test, args) -> dict:
     import torch
 
     here = Path(__file__).resolve().parent  # benchmarks/sbi.py would shadow the sbi package
@@ -179,9 +198,9 @@ def sbi_npe(task, beta, u, obs, refs, args) -> dict:
     from sbi.utils import BoxUniform
 
     torch.set_num_threads(os.cpu_count() or 1)
-    theta, x = torch.as_tensor(beta), torch.as_tensor(u)
+    theta, x = torch.as_tensor(np.array(beta)), torch.as_tensor(np.array(u))  # writable copies
     prior = BoxUniform(low=torch.as_tensor(task.prior_low, dtype=torch.float32), high=torch.as_tensor(task.prior_high, dtype=torch.float32))
-    seconds, epochs, samples = [], [], []
+    seconds, epochs, samples, test_nll = [], [], [], []
     kwargs = {} if not args.tiny else {"stop_after_epochs": args.patience}
     for s in range(args.seeds):
         torch.manual_seed(s)
@@ -190,9 +209,12 @@ def sbi_npe(task, beta, u, obs, refs, args) -> dict:
         estimator = inference.append_simulations(theta, x).train(**kwargs)
         seconds.append(time.perf_counter() - t0)
         epochs.append(int(inference._summary["epochs_trained"][-1]))
-        posterior = inference.build_posterior(estimator)
-        samples.append([posterior.sample((args.num_samples,), x=torch.as_tensor(o), show_progress_bars=False).numpy() for o in obs])
-        print(f"sbi NPE N={len(beta)} seed {s}: {seconds[-1]:.1f} s, {epochs[-1]} epochs", flush=True)
+        with torch.no_grad():  # the estimator's own density (before the prior-box rejection), in β's units
+            test_nll.append(-float(estimator.log_prob(torch.as_tensor(test[0])[None], condition=torch.as_tensor(test[1])).mean()))
+        if not args.no_c2st:
+            posterior = inference.build_posterior(estimator)
+            samples.append([posterior.sample((args.num_samples,), x=torch.as_tensor(o), show_progress_bars=False).numpy() for o in obs])
+        print(f"sbi NPE N={len(beta)} seed {s}: {seconds[-1]:.1f} s, {epochs[-1]} epochs, test NLL {test_nll[-1]:.4f}", flush=True)
     row = {
         "contender": f"sbi {sbi.__version__} NPE (NSF, defaults; {args.seeds} seeds one after another)",
         "method": "sbi",
@@ -201,15 +223,18 @@ def sbi_npe(task, beta, u, obs, refs, args) -> dict:
         "total_seconds": float(np.sum(seconds)),
         "per_seed_seconds": seconds,
         "epochs": epochs,
+        "test_nll": test_nll,
     }
-    row.update(score(np.asarray(samples, np.float32), refs, args.jobs))
+    if not args.no_c2st:
+        row.update(score(np.asarray(samples, np.float32), refs, args.jobs))
     return row
 
 
 def row_key(task: str, n: int, method: str, args) -> dict:
     """What a stored row must match to be reused."""
     return {"task": task, "num_simulations": n, "method": method, "seeds": args.seeds, "observations": args.observations,
-            "num_samples": args.num_samples, "optimizer": None if method == "sbi" else args.optimizer,
+            "num_samples": args.num_samples, "optimizer": None if method == "sbi" else args.optimizer, "c2st": not args.no_c2st,
+            "standardize": None if method == "sbi" else args.standardize, "flow": None if method == "sbi" else args.flow,
             "cap_steps": None if method == "sbi" else (args.max_steps if method == "nf" else args.dual_max_steps)}
 
 
@@ -229,16 +254,21 @@ def main(argv=None) -> int:
         beta, u = (np.asarray(a, np.float32) for a in simulate_dataset(task, jax.random.PRNGKey(0), n))
         obs = observations(task, args.observations)
         refs = references(task, obs, args.num_samples)
+        test = test_set(task)
         for m in methods:
             key = row_key(args.task, n, m, args)
             if any(r.get("key") == key for r in stored):
                 print(f"{m} N={n}: kept from {path}", flush=True)
                 continue
-            row = sbi_npe(task, beta, u, obs, refs, args) if m == "sbi" else ours(task, m, beta, u, obs, refs, args)
+            row = sbi_npe(task, beta, u, obs, refs, test, args) if m == "sbi" else ours(task, m, beta, u, obs, refs, test, args)
             row["key"] = key
             rows = [r for r in rows if r.get("key") != key] + [row]
             write(rows, args, out)
     return 0
+
+
+def cell(row: dict, name: str) -> str:
+    return pm(row[name]) if name in row else "–"
 
 
 def write(rows: list[dict], args, out: Path) -> None:
@@ -256,6 +286,7 @@ def write(rows: list[dict], args, out: Path) -> None:
         f"(MLP, 5-fold, z-scored) and the paper's (HistGradientBoosting, 70/30), averaged over {args.observations} "
         "prior-predictive observations, and at the paper's u₀; mean ± std over seeds (0.5 is best).",
         "Training to convergence by sbi's rule for all: 10 % validation, patience 20 epochs, best parameters.",
+        "Test NLL: −log p(β | u) in β's units on 10⁴ fresh simulations (sbi: its estimator's density, before the prior-box rejection).",
         f"Ours: D.4's models with sbi's batch {NPE['batch_size']} and LR θ {NPE['lr']:g}; optimizer `{args.optimizer}` "
         f"({OPTIMIZERS[args.optimizer] or 'Adam (0, 0.9), no clipping'}); u z-scored by the training simulations; our dual capped at "
         f"{args.dual_max_steps} steps. Timings from one run on an otherwise idle machine; scoring is not timed.",
@@ -264,14 +295,14 @@ def write(rows: list[dict], args, out: Path) -> None:
         lines.append(f"Bar (issue 13): sbi 0.27's NPE on the SBI benchmark scores {ref[0]} / {ref[1]} / {ref[2]} at N = 10³ / 10⁴ / 10⁵; ours must be within 0.02.")
     lines += [
         "",
-        f"| N | contender | training s | compile s | total s | epochs (per seed) | C2ST MLP ({args.observations} obs) | C2ST paper ({args.observations} obs) | C2ST MLP at u₀ | C2ST paper at u₀ |",
-        "| ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- |",
+        f"| N | contender | training s | compile s | total s | epochs (per seed) | test NLL | C2ST MLP ({args.observations} obs) | C2ST paper ({args.observations} obs) | C2ST MLP at u₀ | C2ST paper at u₀ |",
+        "| ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- | --- |",
     ]
     for r in sorted(rows, key=lambda r: r["key"]["num_simulations"]):
         ep = ", ".join(f"{e:.0f}" for e in r["epochs"]) + ("" if r.get("converged", True) else f" (cap {r['cap_steps']} steps reached)")
         lines.append(
             f"| {r['key']['num_simulations']} | {r['contender']} | {r['train_seconds']:.1f} | {r['compile_seconds']:.1f} | {r['total_seconds']:.1f} | {ep} "
-            f"| {pm(r['c2st_mlp'])} | {pm(r['c2st_paper'])} | {pm(r['c2st_mlp_u0'])} | {pm(r['c2st_paper_u0'])} |"
+            f"| {cell(r, 'test_nll')} | {cell(r, 'c2st_mlp')} | {cell(r, 'c2st_paper')} | {cell(r, 'c2st_mlp_u0')} | {cell(r, 'c2st_paper_u0')} |"
         )
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
 

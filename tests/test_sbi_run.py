@@ -96,6 +96,33 @@ def test_sample_posterior_is_in_task_units_when_beta_is_standardized():
         r.sample_posterior(key, 5, observation=[0.0, 0.0, 0.0])
 
 
+@pytest.mark.parametrize("standardize", ["auto", True])
+def test_standardize_reaches_fit(standardize):
+    # Two moons' β lies in [-1, 1], inside the splines' range: "auto" leaves it raw, True
+    # z-scores it (sbi's NPE does), with the mean and std of the training simulations.
+    from adasym_jax.config import parse_override
+    from adasym_jax.runner import validation_split
+    from adasym_jax.sbi.run import sbi_config, train_sbi
+    from adasym_jax.sbi.tasks import get_task, simulate_dataset
+
+    import jax
+
+    task = get_task("two_moons")
+    cfg = sbi_config(task, "nf")
+    for o in TINY:
+        cfg = parse_override(o, cfg)
+    beta, u = simulate_dataset(task, jax.random.PRNGKey(0), 300)
+    r = train_sbi(task, 300, "nf", seeds=1, steps=2, eval_every=2, config=cfg, data=(beta, u), mlp_c2st=False,
+                  num_posterior_samples=100, standardize=standardize)
+    std = r.settings["standardization"]
+    if standardize == "auto":
+        assert std is None
+    else:
+        train = np.asarray(beta)[validation_split(300, 0.1)[0]]
+        np.testing.assert_allclose(std["mean"], train.mean(axis=0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(std["std"], train.std(axis=0), rtol=1e-4)
+
+
 def test_diverged_run_is_one_line_with_quantity_and_step(tmp_path, capsys):
     out = tmp_path / "run"
     code = main([

@@ -124,6 +124,7 @@ def train_sbi(
     validation_fraction: float = VALIDATION_FRACTION,
     c2st_curve: bool = True,
     c2st_every: int = 1,
+    standardize: Any = "auto",
 ) -> SBIResult:
     """Train ``method`` on ``num_simulations`` simulations of ``task`` for every seed at once,
     through :func:`adasym_jax.runner.fit` (the library's one training loop).
@@ -142,7 +143,9 @@ def train_sbi(
     best-validation state under early stopping, else the last). ``mlp_c2st`` adds the
     SBI-benchmark C2ST of the best (with the curve) and the final samples. ``data`` replaces
     the simulator by user pairs ``(β (n, d), u (n, k))``; ``reference_draws`` replaces the
-    reference sampler. All input is checked before compiling.
+    reference sampler. ``standardize`` is :func:`~adasym_jax.runner.fit`'s (``"auto"``: β is
+    standardized only when it leaves the splines' range; ``True``: always, as sbi's NPE
+    z-scores β). All input is checked before compiling.
     """
     if method not in METHODS:
         raise ValueError(f"unknown SBI method {method!r}; choose one of {', '.join(METHODS)}")
@@ -189,7 +192,7 @@ def train_sbi(
     fitted = fit(
         beta, context=u, config=config, seeds=seeds_, num_steps=steps, eval_every=eval_every, trainer=trainer,
         progress=False, on_eval=on_eval, validation_fraction=validation_fraction, patience=patience,
-        evaluators=[c2st] if c2st_curve else [],
+        evaluators=[c2st] if c2st_curve else [], standardize=standardize,
     )
     final_samples = c2st.posterior_samples(fitted.state, fitted.standardization, jax.random.fold_in(k_eval, 10**6))
     scores: dict[str, np.ndarray] = {"final": np.array([c2st_paper(ref, final_samples[s], seed=s) for s in range(len(seeds_))])}
