@@ -87,6 +87,7 @@ def parse(argv=None):
     p.add_argument("--tiny", action="store_true", help="N = 600, 2 seeds, 2 observations, 500 samples, patience 2")
     p.add_argument("--name", default="sbi_npe", help="results file stem")
     p.add_argument("--fresh", action="store_true", help="rerun rows already in the results JSON")
+    p.add_argument("--render", action="store_true", help="only rewrite the Markdown from the results JSON")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     a = p.parse_args(argv)
     a.sizes = [int(v) for v in a.num_simulations.split(",") if v]
@@ -247,6 +248,10 @@ def main(argv=None) -> int:
         if m not in ("nf", "adasym", "sbi"):
             raise SystemExit(f"unknown method {m!r}; choose from nf, adasym, sbi")
     path = out / f"{args.name}.json"
+    if args.render:
+        stored = json.loads(path.read_text())
+        write(stored["rows"], args, out, meta=stored["meta"])
+        return 0
     stored = [] if args.fresh or not path.exists() else json.loads(path.read_text())["rows"]
     task = get_task(args.task)
     rows = list(stored)
@@ -262,6 +267,8 @@ def main(argv=None) -> int:
                 continue
             row = sbi_npe(task, beta, u, obs, refs, test, args) if m == "sbi" else ours(task, m, beta, u, obs, refs, test, args)
             row["key"] = key
+            row["command"] = command_line()
+            row["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
             rows = [r for r in rows if r.get("key") != key] + [row]
             write(rows, args, out)
     return 0
@@ -271,9 +278,11 @@ def cell(row: dict, name: str) -> str:
     return pm(row[name]) if name in row else "–"
 
 
-def write(rows: list[dict], args, out: Path) -> None:
+def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
+    """The JSON (rows and the run's ``meta``: command, commit, device) and its Markdown table;
+    ``meta`` given (``--render``): the stored one, kept."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    meta = {"command": command_line(), "commit": commit, "device": device_string(), "task": args.task,
+    meta = meta or {"command": command_line(), "commit": commit, "device": device_string(), "task": args.task,
             "seeds": args.seeds, "observations": args.observations, "num_samples": args.num_samples, "npe_settings": NPE,
             "optimizer": {args.optimizer: OPTIMIZERS[args.optimizer]}}
     (out / f"{args.name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
@@ -281,15 +290,16 @@ def write(rows: list[dict], args, out: Path) -> None:
     lines = [
         f"# Ours against sbi's NPE, trained to convergence ({args.task})",
         "",
-        f"Command: `{meta['command']}` at commit `{commit}`. Device: {meta['device']}.",
+        f"Last command: `{meta['command']}` at commit `{meta['commit']}`; each row's own command and commit are in the JSON. Device: {meta['device']}.",
         f"{args.seeds} seeds. C2ST of {args.num_samples} posterior samples against as many exact ones: SBI benchmark "
         f"(MLP, 5-fold, z-scored) and the paper's (HistGradientBoosting, 70/30), averaged over {args.observations} "
         "prior-predictive observations, and at the paper's u₀; mean ± std over seeds (0.5 is best).",
         "Training to convergence by sbi's rule for all: 10 % validation, patience 20 epochs, best parameters.",
         "Test NLL: −log p(β | u) in β's units on 10⁴ fresh simulations (sbi: its estimator's density, before the prior-box rejection).",
-        f"Ours: D.4's models with sbi's batch {NPE['batch_size']} and LR θ {NPE['lr']:g}; optimizer `{args.optimizer}` "
-        f"({OPTIMIZERS[args.optimizer] or 'Adam (0, 0.9), no clipping'}); u z-scored by the training simulations; our dual capped at "
-        f"{args.dual_max_steps} steps. Timings from one run on an otherwise idle machine; scoring is not timed.",
+        f"Ours: sbi's batch {NPE['batch_size']} and LR θ {NPE['lr']:g}; each row names our optimizer (npe: Adam (0.9, 0.999), "
+        "gradient norm clipped at 5; paper: C.3's Adam (0, 0.9)), β's handling (zscore as sbi; auto: only outside the splines' range) "
+        "and flow (d4: D.4's 4 × 8 bins, 64-64, bound 5; npe: sbi's sizes 5 × 10, 50-50, bound 3); rows without a flow are d4, "
+        "without β auto. u z-scored by the training simulations. Timings from one run on an otherwise idle machine; scoring is not timed.",
     ]
     if ref:
         lines.append(f"Bar (issue 13): sbi 0.27's NPE on the SBI benchmark scores {ref[0]} / {ref[1]} / {ref[2]} at N = 10³ / 10⁴ / 10⁵; ours must be within 0.02.")
