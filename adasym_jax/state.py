@@ -70,14 +70,19 @@ def build_models(config: TrainConfig, dim: int) -> tuple[BaseSplineFlow, Residua
 def adam(lr: float, config: TrainConfig) -> optax.GradientTransformation:
     """Adam with the paper's β = (adam_b1, adam_b2) (C.3: (0, 0.9)), after clipping the
     gradient to global norm ``config.grad_clip`` when that is set (sbi's NPE: 5.0)."""
-    tx = optax.adam(lr, b1=config.adam_b1, b2=config.adam_b2)
+    tx = _adam(lr, config)
     return tx if config.grad_clip is None else optax.chain(optax.clip_by_global_norm(config.grad_clip), tx)
+
+
+def _adam(lr: float, config: TrainConfig) -> optax.GradientTransformation:
+    """Adam with ``config``'s β and no clipping (the multipliers' optimizer; :func:`adam` adds the clip)."""
+    return optax.adam(lr, b1=config.adam_b1, b2=config.adam_b2)
 
 
 def dual_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     """Optimizer of the multipliers (fed the *negated* ascent direction), one LR per group."""
     # the same Adam β as θ and ψ, never clipped (grad_clip is for the models' parameters)
-    make = (lambda lr: optax.sgd(lr)) if config.dual_optimizer == "sgd" else (lambda lr: optax.adam(lr, b1=config.adam_b1, b2=config.adam_b2))
+    make = (lambda lr: optax.sgd(lr)) if config.dual_optimizer == "sgd" else (lambda lr: _adam(lr, config))
     labels = {n: ("kl" if n in KL_MULTIPLIERS else "zeta") for n in MULTIPLIER_NAMES}
     return optax.multi_transform({"kl": make(config.lr_dual), "zeta": make(config.lr_dual_zeta)}, labels)
 

@@ -40,7 +40,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -51,7 +50,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench2d import command_line, device_string, pm  # noqa: E402
+from _bench2d import command_line, device_string, git_commit, pm  # noqa: E402
+
+from adasym_jax.checkpoint import Standardization  # noqa: E402
 
 from adasym_jax.presets import sbi as sbi_preset  # noqa: E402
 from adasym_jax.runner import steps_per_epoch, validation_split  # noqa: E402
@@ -137,17 +138,11 @@ def test_set(task, num: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.asarray(a, np.float32) for a in simulate_dataset(task, jax.random.PRNGKey(1), num))
 
 
-def zscore(u: np.ndarray, n_train_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std of the training simulations' u (sbi's ``z_score_x="independent"``)."""
-    tr = u[n_train_idx]
-    return tr.mean(axis=0), np.maximum(tr.std(axis=0), 1e-12)
-
-
 def ours(task, method: str, beta, u, obs, refs, test, args) -> dict:
     cfg = sbi_preset(task, method).config.replace(batch_size=NPE["batch_size"], lr_flow=NPE["lr"], **OPTIMIZERS[args.optimizer], **FLOWS[args.flow])
     train_idx = validation_split(len(beta), NPE["validation_fraction"])[0]
-    mu, sd = zscore(u, train_idx)
-    u_z, obs_z = ((u - mu) / sd).astype(np.float32), ((obs - mu) / sd).astype(np.float32)
+    ctx = Standardization.fit(u[train_idx])  # the training simulations' u, as sbi's z_score_x="independent"
+    u_z, obs_z = (np.asarray(ctx.apply(a), np.float32) for a in (u, obs))
     epoch = steps_per_epoch(cfg, len(train_idx))
     cap = args.max_steps if method == "nf" else args.dual_max_steps
     t0 = time.perf_counter()
@@ -163,7 +158,7 @@ def ours(task, method: str, beta, u, obs, refs, test, args) -> dict:
     std = r.standardization()
     b_test = test[0] if std is None else np.asarray(std.apply(test[0]), np.float32)
     shift = 0.0 if std is None else float(std.log_det)
-    test_nll = -np.asarray(r.trainer.log_prob(r.state, b_test, ((test[1] - mu) / sd).astype(np.float32)), np.float64).mean(axis=1) + shift
+    test_nll = -np.asarray(r.trainer.log_prob(r.state, b_test, np.asarray(ctx.apply(test[1]), np.float32)), np.float64).mean(axis=1) + shift
     stopped = np.asarray(r.settings["stopped_step"])
     row = {
         "contender": f"ours {method} ({args.seeds} seeds vmapped; optimizer {args.optimizer}, β {args.standardize}, flow {args.flow})",
@@ -268,7 +263,7 @@ def main(argv=None) -> int:
             row = sbi_npe(task, beta, u, obs, refs, test, args) if m == "sbi" else ours(task, m, beta, u, obs, refs, test, args)
             row["key"] = key
             row["command"] = command_line()
-            row["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+            row["commit"] = git_commit()
             rows = [r for r in rows if r.get("key") != key] + [row]
             write(rows, args, out)
     return 0
@@ -281,8 +276,7 @@ def cell(row: dict, name: str) -> str:
 def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
     """The JSON (rows and the run's ``meta``: command, commit, device) and its Markdown table;
     ``meta`` given (``--render``): the stored one, kept."""
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    meta = meta or {"command": command_line(), "commit": commit, "device": device_string(), "task": args.task,
+    meta = meta or {"command": command_line(), "commit": git_commit(), "device": device_string(), "task": args.task,
             "seeds": args.seeds, "observations": args.observations, "num_samples": args.num_samples, "npe_settings": NPE,
             "optimizer": {args.optimizer: OPTIMIZERS[args.optimizer]}}
     (out / f"{args.name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))

@@ -25,4 +25,3 @@ def test_c2st_rejects_bad_input():
         c2st_paper(a, np.zeros((50, 3)))
     with pytest.raises(ValueError, match="NaN"):
         c2st_paper(a, np.full((50, 2), np.nan))
-

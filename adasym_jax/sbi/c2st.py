@@ -66,4 +66,3 @@ def c2st_mlp(reference, model, seed: int = 0, folds: int = 5) -> float:
     with limits(1):
         scores = cross_val_score(clf, x, y, cv=KFold(folds, shuffle=True, random_state=seed), scoring="accuracy")
     return float(np.mean(scores))
-
