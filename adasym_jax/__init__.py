@@ -17,7 +17,7 @@ from adasym_jax.config import TrainConfig
 from adasym_jax.data import DATASETS, load_dataset
 from adasym_jax.ebm import ResidualEBM
 from adasym_jax.autoregressive import AutoregressiveSplineFlow
-from adasym_jax.flow import BaseSplineFlow, SplineFlow
+from adasym_jax.flow import BaseSplineFlow, NSFCouplingFlow, SplineFlow
 from adasym_jax.jit import compiler_options, tuned_jit
 from adasym_jax.objective import (
     constraint_values,
@@ -78,6 +78,7 @@ __all__ = [
     "to_energy",
     "AutoregressiveSplineFlow",
     "BaseSplineFlow",
+    "NSFCouplingFlow",
     "Batch",
     "DATASETS",
     "FitInterrupted",

@@ -10,7 +10,7 @@ METHODS = ("adasym", "nf", "weighted", "wgan")
 REVERSE_GRADS = ("score", "pathwise")
 ZETA_GRADS = ("batch", "importance")
 DUAL_OPTIMIZERS = ("sgd", "adam")
-FLOWS = ("autoregressive", "coupling")
+FLOWS = ("autoregressive", "coupling", "nsf")
 THETA_BASELINES = ("auto", "loo", "log_zeta", "log_zeta_loo", "none")
 
 #: Fields added after the first release, with the value that reproduces a run saved before them
@@ -31,7 +31,9 @@ class TrainConfig:
 
     Model (C.1, D.1): ``flow`` is ``"autoregressive"`` (MADE conditioners with alternating
     orders: zuko's NSF, the paper's flow; every layer splines every coordinate) or
-    ``"coupling"`` (half the coordinates per layer: half the splines); ``num_transforms``,
+    ``"coupling"`` (half the coordinates per layer: half the splines) or ``"nsf"`` (sbi's NSF:
+    couplings with residual conditioners of width ``flow_hidden[0]`` and ``len(flow_hidden)``
+    blocks, each followed by an LU linear layer); ``num_transforms``,
     ``num_bins``, ``flow_hidden``, ``bound`` for p_θ; ``ebm_hidden``, ``ebm_blocks``,
     ``film_layers``, ``temperature`` (B.8) for q_ψ; ``ebm_base_scale`` σ (not in the paper;
     ``None`` off) adds −‖x‖²/(2σ²) to f_ψ so that ζ is finite; ``context_dim`` > 0 makes both

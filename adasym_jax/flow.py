@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax.scipy.linalg import solve_triangular
+
 from adasym_jax.spline import num_spline_params, rqs_forward, rqs_inverse
 from adasym_jax.validation import check_context, check_points
 
@@ -80,6 +82,72 @@ class _Conditioner(nn.Module):
         return out.reshape(h.shape[:-1] + (self.num_out, p))
 
 
+class _ResidualConditioner(nn.Module):
+    """nflows' ``ResidualNet`` (sbi's NSF conditioner) from ``(masked x, context)`` to spline
+    parameters ``(n, k, 3K-1)``: a dense layer of width ``hidden[0]`` on the concatenation, then
+    ``len(hidden)`` pre-activation residual blocks (ReLU, two dense layers; the block's output
+    gated by ``sigmoid(dense(context))`` when there is a context, nflows' GLU), then the output
+    layer. The blocks' last layers start near zero (uniform ±1e-3) so each block starts as the
+    identity; the output layer starts at zero, so a fresh flow is the identity (our convention;
+    nflows draws it at random). The width and height logits are divided by ``sqrt(width)``, as
+    nflows' coupling transform does.
+    """
+
+    num_out: int
+    num_bins: int
+    hidden: Sequence[int]
+    context_dim: int
+
+    @nn.compact
+    def __call__(self, h: Array) -> Array:
+        width = self.hidden[0]
+        context = h[..., h.shape[-1] - self.context_dim :] if self.context_dim else None
+        h = nn.Dense(width)(h)
+        for _ in self.hidden:
+            t = nn.Dense(width)(nn.relu(h))
+            t = nn.Dense(width, kernel_init=_near_zero, bias_init=_near_zero)(nn.relu(t))
+            if context is not None:
+                t = t * nn.sigmoid(nn.Dense(width)(context))
+            h = h + t
+        p = num_spline_params(self.num_bins)
+        out = nn.Dense(self.num_out * p, kernel_init=nn.initializers.zeros, bias_init=nn.initializers.zeros)(h)
+        out = out.reshape(h.shape[:-1] + (self.num_out, p))
+        scale = np.ones(p, np.float32)
+        scale[: 2 * self.num_bins] = 1.0 / math.sqrt(width)
+        return out * scale
+
+
+def _near_zero(key: Array, shape, dtype=jnp.float32) -> Array:
+    """nflows' ``zero_initialization`` of a residual block's last layer: uniform on ±1e-3."""
+    return jax.random.uniform(key, shape, dtype, -1e-3, 1e-3)
+
+
+class _LULinear(nn.Module):
+    """nflows' ``LULinear`` with identity initialization: ``z = x W^T + b`` with ``W = L U``,
+    ``L`` unit lower triangular, ``U`` upper triangular with diagonal ``softplus(d) + 1e-3``
+    (starts at 1). ``log|det W| = Σ log diag U``. ``inverse=True`` solves the two triangular
+    systems. Rows ``(n, dim)`` in, ``((n, dim), log|det d out / d in|)`` out.
+    """
+
+    dim: int
+
+    @nn.compact
+    def __call__(self, x: Array, inverse: bool) -> tuple[Array, Array]:
+        eps = 1e-3
+        lower = self.param("lower", nn.initializers.zeros, (self.dim, self.dim))
+        upper = self.param("upper", nn.initializers.zeros, (self.dim, self.dim))
+        d0 = math.log(math.expm1(1.0 - eps))
+        diag = jax.nn.softplus(self.param("diag", nn.initializers.constant(d0), (self.dim,))) + eps
+        bias = self.param("bias", nn.initializers.zeros, (self.dim,))
+        L = jnp.tril(lower, -1) + jnp.eye(self.dim, dtype=x.dtype)
+        U = jnp.triu(upper, 1) + jnp.diag(diag)
+        log_det = jnp.sum(jnp.log(diag))
+        if inverse:
+            y = solve_triangular(L, (x - bias).T, lower=True, unit_diagonal=True)
+            return solve_triangular(U, y, lower=False).T, jnp.broadcast_to(-log_det, x.shape[:-1])
+        return (x @ U.T) @ L.T + bias, jnp.broadcast_to(log_det, x.shape[:-1])
+
+
 class _Coupling(nn.Module):
     """One coupling layer; a step of the ``nn.scan`` over layers. Carry: ``(x, log_det)``.
 
@@ -92,20 +160,33 @@ class _Coupling(nn.Module):
     hidden: Sequence[int]
     bound: float
     inverse: bool
+    residual: bool = False
+    lu: bool = False
 
     @nn.compact
     def __call__(self, carry, layer: tuple[Array, Array, Array], context: Optional[Array]):
         x, log_det = carry
+        lu = _LULinear(self.dim) if self.lu else None
+        if lu is not None and self.inverse:  # sampling: undo the layer's linear map first
+            x, ld = lu(x, inverse=True)
+            log_det = log_det + ld
         mask, select, valid = layer
         cond_in = x * (1.0 - mask)
         if context is not None:
             cond_in = jnp.concatenate([cond_in, context], axis=-1)
-        params = _Conditioner(select.shape[0], self.num_bins, tuple(self.hidden))(cond_in)
+        if self.residual:
+            ctx_dim = 0 if context is None else context.shape[-1]
+            params = _ResidualConditioner(select.shape[0], self.num_bins, tuple(self.hidden), ctx_dim)(cond_in)
+        else:
+            params = _Conditioner(select.shape[0], self.num_bins, tuple(self.hidden))(cond_in)
         x_t = _gather_columns(x, select)
         spline = rqs_inverse if self.inverse else rqs_forward
         y_t, ld = spline(x_t, params, self.bound)
         y = x * (1.0 - mask) + _scatter_columns(y_t, select)
         log_det = log_det + jnp.sum(valid * ld, axis=-1)
+        if lu is not None and not self.inverse:
+            y, ld = lu(y, inverse=False)
+            log_det = log_det + ld
         return (y, log_det), None
 
 
@@ -227,10 +308,14 @@ class SplineFlow(BaseSplineFlow):
 
     Each layer transforms the coordinates its mask marks (half of them) by one spline each,
     conditioned on the others: L layers apply about L·m/2 scalar splines. Attributes as
-    :class:`BaseSplineFlow`, plus ``mask``: ``"alternating"`` or ``"random"`` coupling masks.
+    :class:`BaseSplineFlow`, plus ``mask``: ``"alternating"`` or ``"random"`` coupling masks;
+    ``residual``: nflows' residual conditioner instead of the MLP; ``lu``: an LU-factorized
+    linear layer after each coupling (both on in :class:`NSFCouplingFlow`).
     """
 
     mask: str = "alternating"
+    residual: bool = False
+    lu: bool = False
 
     @nn.compact
     def __call__(self, x: Array, context: Optional[Array] = None, inverse: bool = False):
@@ -244,5 +329,17 @@ class SplineFlow(BaseSplineFlow):
         masks = coupling_masks(self.dim, self.num_transforms, self.mask)
         select, valid = coupling_selection(masks)
         layer_inputs = (jnp.asarray(masks), jnp.asarray(select), jnp.asarray(valid))
-        args = (self.dim, self.num_bins, tuple(self.hidden), self.bound, inverse)
+        args = (self.dim, self.num_bins, tuple(self.hidden), self.bound, inverse, self.residual, self.lu)
         return self._scan_layers(_Coupling, args, "couplings", x, layer_inputs, ctx, inverse)
+
+
+class NSFCouplingFlow(SplineFlow):
+    """sbi's NSF (nflows, ``sbi.neural_nets.net_builders.build_nsf``) in our terms: alternating
+    coupling layers whose conditioner is a residual net (width ``hidden[0]``, ``len(hidden)``
+    blocks, ReLU, context-gated), each followed by an LU-factorized linear layer (identity at
+    init). ``hidden=(50, 50)``, 5 transforms, 10 bins and bound 3 are sbi's defaults.
+    Attributes and methods as :class:`SplineFlow`.
+    """
+
+    residual: bool = True
+    lu: bool = True

@@ -13,7 +13,7 @@ from flax import struct
 from adasym_jax.config import TrainConfig
 from adasym_jax.ebm import ResidualEBM
 from adasym_jax.autoregressive import AutoregressiveSplineFlow
-from adasym_jax.flow import BaseSplineFlow, SplineFlow
+from adasym_jax.flow import BaseSplineFlow, NSFCouplingFlow, SplineFlow
 from adasym_jax.objective import KL_MULTIPLIERS, MULTIPLIER_NAMES, ZETA_MULTIPLIERS
 
 Array = jax.Array
@@ -42,12 +42,12 @@ class TrainState(struct.PyTreeNode):
     zeta_cache: Any = None
 
 
-FLOW_CLASSES = {"autoregressive": AutoregressiveSplineFlow, "coupling": SplineFlow}
+FLOW_CLASSES = {"autoregressive": AutoregressiveSplineFlow, "coupling": SplineFlow, "nsf": NSFCouplingFlow}
 
 
 def build_models(config: TrainConfig, dim: int) -> tuple[BaseSplineFlow, ResidualEBM]:
-    """The flow p_θ (``config.flow``: :class:`AutoregressiveSplineFlow` or the coupling
-    :class:`SplineFlow`) and the EBM q_ψ described by ``config`` for data of dimension ``dim``."""
+    """The flow p_θ (``config.flow``: :class:`AutoregressiveSplineFlow`, the coupling
+    :class:`SplineFlow` or sbi's :class:`NSFCouplingFlow`) and the EBM q_ψ described by ``config`` for data of dimension ``dim``."""
     flow = FLOW_CLASSES[config.flow](
         dim=dim,
         num_transforms=config.num_transforms,

@@ -63,9 +63,11 @@ from adasym_jax.sbi.tasks import TASKS, get_task, simulate_dataset  # noqa: E402
 NPE = {"batch_size": 200, "lr": 5e-4, "validation_fraction": 0.1, "patience": 20}
 #: TrainConfig fields per --optimizer: sbi's train() (torch Adam defaults, clip_max_norm 5) or C.3's
 OPTIMIZERS = {"npe": {"adam_b1": 0.9, "adam_b2": 0.999, "grad_clip": 5.0}, "paper": {}}
-#: TrainConfig fields per --flow: D.4's (4 transforms x 8 bins, conditioner 64-64, bound 5) or sbi's NSF sizes
-#: (5 transforms x 10 bins, width 50, tail bound 3; our autoregressive conditioner, no LU layers)
-FLOWS = {"d4": {}, "npe": {"num_transforms": 5, "num_bins": 10, "flow_hidden": (50, 50), "bound": 3.0}}
+#: TrainConfig fields per --flow: D.4's (4 transforms x 8 bins, conditioner 64-64, bound 5), sbi's NSF sizes
+#: (5 transforms x 10 bins, width 50, tail bound 3) on our autoregressive flow (npe), or sbi's NSF itself
+#: (nsf: those sizes on couplings with residual conditioners of 2 blocks and an LU linear layer after each)
+_NPE_SIZES = {"num_transforms": 5, "num_bins": 10, "flow_hidden": (50, 50), "bound": 3.0}
+FLOWS = {"d4": {}, "npe": _NPE_SIZES, "nsf": {**_NPE_SIZES, "flow": "nsf"}}
 #: issue 13's bar: sbi 0.27 NPE (NSF defaults, to convergence) at N = 10^3 / 10^4 / 10^5, SBI benchmark C2ST
 SBI_NPE_REFERENCE = {"two_moons": (0.70, 0.55, 0.53), "gaussian_mixture_wide": (0.67, 0.54, 0.52)}
 
@@ -292,7 +294,8 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
         "Test NLL: −log p(β | u) in β's units on 10⁴ fresh simulations (sbi: its estimator's density, before the prior-box rejection).",
         f"Ours: sbi's batch {NPE['batch_size']} and LR θ {NPE['lr']:g}; each row names our optimizer (npe: Adam (0.9, 0.999), "
         "gradient norm clipped at 5; paper: C.3's Adam (0, 0.9)), β's handling (zscore as sbi; auto: only outside the splines' range) "
-        "and flow (d4: D.4's 4 × 8 bins, 64-64, bound 5; npe: sbi's sizes 5 × 10, 50-50, bound 3); rows without a flow are d4, "
+        "and flow (d4: D.4's 4 × 8 bins, 64-64, bound 5; npe: sbi's sizes 5 × 10, 50-50, bound 3 on our autoregressive flow; "
+        "nsf: sbi's NSF, those sizes on couplings with residual conditioners and LU layers); rows without a flow are d4, "
         "without β auto. u z-scored by the training simulations. Timings from one run on an otherwise idle machine; scoring is not timed.",
     ]
     if ref:
