@@ -44,9 +44,18 @@ class tuned_jit:
     inside another trace (``jax.jit``, ``jax.eval_shape``, ``jax.vmap``) uses the plain jit."""
 
     def __init__(self, fn):
-        options = compiler_options()
+        self._fn = fn
         self._plain = jax.jit(fn)
-        self._tuned = self._plain if options is None else jax.jit(fn, compiler_options=dict(options))
+        self._tuned_jit = None  # built at the first top-level use, see _tuned
+
+    @property
+    def _tuned(self):
+        # compiler_options() starts JAX's backend, so it waits for the first call: a module-level
+        # ``@tuned_jit`` must not start it at import, before ``jax.distributed.initialize``
+        if self._tuned_jit is None:
+            options = compiler_options()
+            self._tuned_jit = self._plain if options is None else jax.jit(self._fn, compiler_options=dict(options))
+        return self._tuned_jit
 
     def _pick(self, args):
         nested = any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(args))
@@ -59,4 +68,6 @@ class tuned_jit:
         return self._pick(args).lower(*args)
 
     def __getattr__(self, name):
+        if name in ("_fn", "_plain", "_tuned_jit"):  # not set yet (e.g. a copy): no recursion
+            raise AttributeError(name)
         return getattr(self._tuned, name)

@@ -204,18 +204,25 @@ def _validated(x, dim: int, context_dim: int, context) -> Array:
     return jnp.asarray(x, jnp.float32)
 
 
+def seed_sharding(num_seeds: int, devices: Optional[Sequence[Any]] = None) -> NamedSharding:
+    """The sharding of a leading seed axis of ``num_seeds`` over ``devices`` (default: all,
+    ``jax.devices()``, which spans every process of a ``jax.distributed`` run): a 1-axis
+    ``"seed"`` mesh, ``PartitionSpec("seed")``. A count that is not a multiple of the number of
+    devices is a one-line ``ValueError``."""
+    devices = list(jax.devices() if devices is None else devices)
+    if num_seeds % len(devices):
+        raise ValueError(f"{num_seeds} seeds do not divide over {len(devices)} devices")
+    return NamedSharding(Mesh(np.array(devices), ("seed",)), PartitionSpec("seed"))
+
+
 def shard_seeds(state: TrainState, devices: Optional[Sequence[Any]] = None) -> TrainState:
     """Place the leading seed axis of ``state`` across ``devices`` (default: all).
 
     The number of seeds must be a multiple of the number of devices. Compiled chunks then
     run each device's seeds locally (data is replicated).
     """
-    devices = list(jax.devices() if devices is None else devices)
     num_seeds = jax.tree.leaves(state)[0].shape[0]
-    if num_seeds % len(devices):
-        raise ValueError(f"{num_seeds} seeds do not divide over {len(devices)} devices")
-    mesh = Mesh(np.array(devices), ("seed",))
-    return jax.device_put(state, NamedSharding(mesh, PartitionSpec("seed")))
+    return jax.device_put(state, seed_sharding(num_seeds, devices))
 
 
 @dataclasses.dataclass
