@@ -87,10 +87,13 @@ class _ResidualConditioner(nn.Module):
     parameters ``(n, k, 3K-1)``: a dense layer of width ``hidden[0]`` on the concatenation, then
     ``len(hidden)`` pre-activation residual blocks (ReLU, two dense layers; the block's output
     gated by ``sigmoid(dense(context))`` when there is a context, nflows' GLU), then the output
-    layer. The blocks' last layers start near zero (uniform ±1e-3) so each block starts as the
+    layer. The hidden and gate layers start as PyTorch's ``nn.Linear`` does (weights and biases
+    uniform on ±1/sqrt(fan_in); Flax's LeCun-normal default has 3× the weight variance and zero
+    biases, and trained sbi's problem measurably slower: ``benchmarks/results/sbi_npe.md``).
+    The blocks' last layers start near zero (uniform ±1e-3) so each block starts as the
     identity; the output layer starts at zero, so a fresh flow is the identity (our convention;
-    nflows draws it at random). The width and height logits are divided by ``sqrt(width)``, as
-    nflows' coupling transform does.
+    nflows draws it at random, which measured the same). The width and height logits are
+    divided by ``sqrt(width)``, as nflows' coupling transform does.
     """
 
     num_out: int
@@ -102,12 +105,12 @@ class _ResidualConditioner(nn.Module):
     def __call__(self, h: Array) -> Array:
         width = self.hidden[0]
         context = h[..., h.shape[-1] - self.context_dim :] if self.context_dim else None
-        h = nn.Dense(width)(h)
+        h = _torch_dense(width, h.shape[-1])(h)
         for _ in self.hidden:
-            t = nn.Dense(width)(nn.relu(h))
+            t = _torch_dense(width, width)(nn.relu(h))
             t = nn.Dense(width, kernel_init=_near_zero, bias_init=_near_zero)(nn.relu(t))
             if context is not None:
-                t = t * nn.sigmoid(nn.Dense(width)(context))
+                t = t * nn.sigmoid(_torch_dense(width, self.context_dim)(context))
             h = h + t
         p = num_spline_params(self.num_bins)
         out = nn.Dense(self.num_out * p, kernel_init=nn.initializers.zeros, bias_init=nn.initializers.zeros)(h)
@@ -115,6 +118,17 @@ class _ResidualConditioner(nn.Module):
         scale = np.ones(p, np.float32)
         scale[: 2 * self.num_bins] = 1.0 / math.sqrt(width)
         return out * scale
+
+
+def _torch_dense(features: int, fan_in: int) -> nn.Dense:
+    """A dense layer initialized as PyTorch's ``nn.Linear``: kernel and bias uniform on
+    ``±1/sqrt(fan_in)``."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return nn.Dense(
+        features,
+        kernel_init=nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+        bias_init=lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound),
+    )
 
 
 def _near_zero(key: Array, shape, dtype=jnp.float32) -> Array:

@@ -176,6 +176,7 @@ def ours(task, method: str, beta, u, obs, refs, test, args) -> dict:
         "steps_per_epoch": epoch,
         "config": cfg.to_dict(),
         "test_nll": test_nll.tolist(),
+        "val_curves": [[float(v) for v in c if np.isfinite(v)] for c in np.asarray(r.curves["val_nll"])],
     }
     print(f"ours {method} N={len(beta)}: {train_s:.1f} s training + {r.compile_seconds:.1f} s compile, stopped at epochs {stopped / epoch}, "
           f"test NLL {pm(test_nll)}", flush=True)
@@ -198,7 +199,7 @@ def sbi_npe(task, beta, u, obs, refs, test, args) -> dict:
     torch.set_num_threads(os.cpu_count() or 1)
     theta, x = torch.as_tensor(np.array(beta)), torch.as_tensor(np.array(u))  # writable copies
     prior = BoxUniform(low=torch.as_tensor(task.prior_low, dtype=torch.float32), high=torch.as_tensor(task.prior_high, dtype=torch.float32))
-    seconds, epochs, samples, test_nll = [], [], [], []
+    seconds, epochs, samples, test_nll, val_curves = [], [], [], [], []
     kwargs = {} if not args.tiny else {"stop_after_epochs": args.patience}
     for s in range(args.seeds):
         torch.manual_seed(s)
@@ -207,6 +208,7 @@ def sbi_npe(task, beta, u, obs, refs, test, args) -> dict:
         estimator = inference.append_simulations(theta, x).train(**kwargs)
         seconds.append(time.perf_counter() - t0)
         epochs.append(int(inference._summary["epochs_trained"][-1]))
+        val_curves.append([float(v) for v in inference._summary["validation_loss"]])
         with torch.no_grad():  # the estimator's own density (before the prior-box rejection), in β's units
             test_nll.append(-float(estimator.log_prob(torch.as_tensor(test[0])[None], condition=torch.as_tensor(test[1])).mean()))
         if not args.no_c2st:
@@ -222,6 +224,7 @@ def sbi_npe(task, beta, u, obs, refs, test, args) -> dict:
         "per_seed_seconds": seconds,
         "epochs": epochs,
         "test_nll": test_nll,
+        "val_curves": val_curves,
     }
     if not args.no_c2st:
         row.update(score(np.asarray(samples, np.float32), refs, args.jobs))

@@ -106,3 +106,25 @@ def test_config_builds_and_trains_the_nsf_flow():
     start = float(np.mean(0.5 * np.sum(np.asarray(test) ** 2, axis=1) + np.log(2 * np.pi)))
     assert np.isfinite(result.last_test_nll_p).all()
     assert float(result.last_test_nll_p[0]) < start - 0.3, (start, result.last_test_nll_p)
+
+
+def test_residual_conditioner_starts_as_torch_nn_linear():
+    """nflows' ResidualNet layers are PyTorch ``nn.Linear``s: weights and biases uniform on
+    ±1/sqrt(fan_in) (PyTorch's documented default), except each block's last layer (±1e-3)
+    and our zero output layer. Flax's LeCun-normal default (zero biases, 3× the variance)
+    fails the bound or the bias checks."""
+    width, ctx = 256, 3
+    flow = NSFCouplingFlow(dim=2, num_transforms=1, num_bins=4, hidden=(width, width), context_dim=ctx)
+    p = flow.init(jax.random.PRNGKey(0), jnp.zeros((1, 2)), jnp.zeros((1, ctx)))["params"]["couplings"]["_ResidualConditioner_0"]
+    fan_ins = {"Dense_0": 2 + ctx, "Dense_1": width, "Dense_3": ctx, "Dense_4": width, "Dense_6": ctx}
+    for name, fan_in in fan_ins.items():
+        bound = 1.0 / np.sqrt(fan_in)
+        for leaf in ("kernel", "bias"):
+            w = np.asarray(p[name][leaf])[0]  # the scanned layer axis first
+            assert np.abs(w).max() <= bound * (1 + 1e-6), (name, leaf)
+            if w.size >= 256:  # a uniform on ±b has variance b²/3
+                np.testing.assert_allclose(w.var(), bound**2 / 3, rtol=0.15, err_msg=f"{name} {leaf}")
+            assert np.abs(w).max() > 0.5 * bound, (name, leaf)
+    for name in ("Dense_2", "Dense_5"):
+        assert np.abs(np.asarray(p[name]["kernel"])).max() <= 1e-3
+    assert not np.any(np.asarray(p["Dense_7"]["kernel"])) and not np.any(np.asarray(p["Dense_7"]["bias"]))
