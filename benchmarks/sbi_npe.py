@@ -305,14 +305,14 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
         lines.append(f"Bar (issue 13): sbi 0.27's NPE on the SBI benchmark scores {ref[0]} / {ref[1]} / {ref[2]} at N = 10³ / 10⁴ / 10⁵; ours must be within 0.02.")
     lines += [
         "",
-        f"| N | contender | training s | compile s | total s | epochs (per seed) | test NLL | C2ST MLP ({args.observations} obs) | C2ST paper ({args.observations} obs) | C2ST MLP at u₀ | C2ST paper at u₀ |",
-        "| ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- | --- |",
+        f"| N | contender | training s | compile s | total s | epochs (per seed) | test NLL | C2ST MLP ({args.observations} obs) | C2ST paper ({args.observations} obs) | C2ST MLP at u₀ | C2ST paper at u₀ | commit |",
+        "| ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in sorted(rows, key=lambda r: r["key"]["num_simulations"]):
         ep = ", ".join(f"{e:.0f}" for e in r["epochs"]) + ("" if r.get("converged", True) else f" (cap {r['cap_steps']} steps reached)")
         lines.append(
             f"| {r['key']['num_simulations']} | {r['contender']} | {r['train_seconds']:.1f} | {r['compile_seconds']:.1f} | {r['total_seconds']:.1f} | {ep} "
-            f"| {cell(r, 'test_nll')} | {cell(r, 'c2st_mlp')} | {cell(r, 'c2st_paper')} | {cell(r, 'c2st_mlp_u0')} | {cell(r, 'c2st_paper_u0')} |"
+            f"| {cell(r, 'test_nll')} | {cell(r, 'c2st_mlp')} | {cell(r, 'c2st_paper')} | {cell(r, 'c2st_mlp_u0')} | {cell(r, 'c2st_paper_u0')} | `{r.get('commit', '–')}` |"
         )
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
 
