@@ -148,6 +148,22 @@ def _num_seeds(state: TrainState) -> Optional[int]:
     return None if step.ndim == 0 else int(step.shape[0])
 
 
+def extra_with_standardization(
+    extra: Optional[Mapping[str, Any]], standardization: Optional[Standardization], dim: int
+) -> dict[str, Any]:
+    """A checkpoint's ``extra`` metadata with ``standardization`` stored under
+    ``STANDARDIZATION_KEY`` (a ``ValueError`` when its dim is not the model's ``dim``, or when
+    an entry already in ``extra`` is not a valid standardization)."""
+    extra = dict(extra or {})
+    if standardization is not None:
+        if standardization.dim != int(dim):
+            raise ValueError(f"standardization has dim {standardization.dim}, the model has dim {dim}")
+        extra[STANDARDIZATION_KEY] = standardization.to_dict()
+    elif STANDARDIZATION_KEY in extra:
+        Standardization.from_dict(extra[STANDARDIZATION_KEY])  # validate before writing
+    return extra
+
+
 def save_checkpoint(
     directory: PathLike,
     state: TrainState,
@@ -180,13 +196,7 @@ def save_checkpoint(
             f"state holds {n if n is not None else 'no'} stacked seeds but {len(seeds)} seeds were given; "
             "save the stacked state of Trainer.init/run/fit"
         )
-    extra = dict(extra or {})
-    if standardization is not None:
-        if standardization.dim != int(dim):
-            raise ValueError(f"standardization has dim {standardization.dim}, the model has dim {dim}")
-        extra[STANDARDIZATION_KEY] = standardization.to_dict()
-    elif STANDARDIZATION_KEY in extra:
-        Standardization.from_dict(extra[STANDARDIZATION_KEY])  # validate before writing
+    extra = extra_with_standardization(extra, standardization, dim)
     host_state = jax.device_get(state)
     payload = serialization.msgpack_serialize(serialization.to_state_dict(host_state))
     digest = hashlib.sha256(payload).hexdigest()

@@ -36,10 +36,10 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec
 
 from adasym_jax._version import __version__
-from adasym_jax.checkpoint import STANDARDIZATION_KEY, CheckpointError, Standardization, checkpoint_template
+from adasym_jax.checkpoint import CheckpointError, Standardization, checkpoint_template, extra_with_standardization
 from adasym_jax.config import TrainConfig
 from adasym_jax.jit import tuned_jit
-from adasym_jax.runner import NonFiniteError, Seeds, Trainer, seed_list, seed_sharding
+from adasym_jax.runner import Seeds, Trainer, raise_first_nonfinite, seed_list, seed_sharding, seeds_nonfinite
 from adasym_jax.state import TrainState
 from adasym_jax.validation import check_context, check_points
 
@@ -136,14 +136,19 @@ class ShardedRun:
 
 
 @tuned_jit
-def _finite_seeds(state: TrainState) -> jax.Array:
-    """Per seed, whether every floating leaf of ``state`` is finite: bool ``(S,)``."""
-    flags = [
-        jnp.all(jnp.isfinite(jnp.reshape(leaf, (leaf.shape[0], -1))), axis=1)
-        for leaf in jax.tree.leaves(state)
-        if jnp.issubdtype(leaf.dtype, jnp.floating)
-    ]
-    return jnp.all(jnp.stack(flags), axis=0)
+def _nonfinite_marks(state: TrainState) -> TrainState:
+    """``state``'s structure with each leaf replaced by a float ``(S,)``: NaN for a seed whose
+    leaf holds a NaN/inf, else 0 (integer leaves: 0). Gathered, it stands in for the state in
+    :func:`~adasym_jax.runner.seeds_nonfinite`, which names the leaf, without moving the
+    state off its devices."""
+
+    def mark(leaf):
+        if not jnp.issubdtype(leaf.dtype, jnp.floating):
+            return jnp.zeros(leaf.shape[:1], jnp.float32)
+        finite = jnp.all(jnp.isfinite(jnp.reshape(leaf, (leaf.shape[0], -1))), axis=1)
+        return jnp.where(finite, 0.0, jnp.nan).astype(jnp.float32)
+
+    return jax.tree.map(mark, state)
 
 
 def train_sharded(
@@ -205,36 +210,12 @@ def train_sharded(
     for length in chunks:
         new_state, metrics = trainer.chunk(length, n)(state, x, ctx)
         metrics = {k: np.asarray(v) for k, v in gather(metrics).items()}
-        _raise_nonfinite(metrics, gather(_finite_seeds(new_state)), state, step, length)
+        marks = gather(_nonfinite_marks(new_state))
+        raise_first_nonfinite(*seeds_nonfinite(metrics, marks, step), metrics, marks, state, step, length)
         for k, v in metrics.items():
             history.setdefault(k, []).append(v)
         state, step = new_state, step + length
     return ShardedRun(state, seeds_, {k: np.concatenate(v, axis=1) for k, v in history.items()}, step)
-
-
-def _raise_nonfinite(metrics: Mapping[str, np.ndarray], finite: np.ndarray, last_good: TrainState, done: int, length: int) -> None:
-    """:class:`NonFiniteError` for the earliest non-finite training metric of a chunk that
-    started after step ``done`` (ties: the first metric), else for a non-finite state."""
-    first = None
-    for name, values in metrics.items():
-        bad = ~np.isfinite(values)
-        if bad.any():
-            at = done + int(np.argmax(bad.any(axis=0))) + 1
-            if first is None or at < first[0]:
-                first = (at, name)
-    if first is not None:
-        at, name = first
-        raise NonFiniteError(
-            f"training diverged: {name} became NaN or infinite at step {at}; the last good state is from step {done}",
-            last_good, at, name,
-        )
-    if not np.all(finite):
-        seed = int(np.argmin(finite))
-        raise NonFiniteError(
-            f"training diverged: the state of seed index {seed} became NaN or infinite after step {done + length}; "
-            f"the last good state is from step {done}",
-            last_good, -1, "state",
-        )
 
 
 def save_sharded(
@@ -264,11 +245,7 @@ def save_sharded(
     seeds = [int(s) for s in seeds]
     if _num_seeds(state) != len(seeds):
         raise ValueError(f"state holds {_num_seeds(state)} stacked seeds but {len(seeds)} seeds were given")
-    extra = dict(extra or {})
-    if standardization is not None:
-        if standardization.dim != int(dim):
-            raise ValueError(f"standardization has dim {standardization.dim}, the model has dim {dim}")
-        extra[STANDARDIZATION_KEY] = standardization.to_dict()
+    extra = extra_with_standardization(extra, standardization, dim)
     meta = {
         "format": FORMAT,
         "config": config.to_dict(),
