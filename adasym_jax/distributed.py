@@ -39,7 +39,7 @@ from adasym_jax._version import __version__
 from adasym_jax.checkpoint import CheckpointError, Standardization, checkpoint_template, extra_with_standardization
 from adasym_jax.config import TrainConfig
 from adasym_jax.jit import tuned_jit
-from adasym_jax.runner import Seeds, Trainer, raise_first_nonfinite, seed_list, seed_sharding, seeds_nonfinite
+from adasym_jax.runner import Seeds, Trainer, raise_first_nonfinite, seed_list, seed_sharding, seeds_nonfinite, shard_seeds
 from adasym_jax.state import TrainState
 from adasym_jax.validation import check_context, check_points
 
@@ -106,8 +106,8 @@ def place_seeds(state: TrainState, devices: Optional[Sequence[Any]] = None) -> T
     is when its sharding is this one, else resharded). ``S`` must be a multiple of the number
     of devices (a one-line ``ValueError``).
     """
-    sharding = seed_sharding(_num_seeds(state), devices)
-    return jax.device_put(state, sharding)
+    _num_seeds(state)  # a stacked state, else a one-line ValueError
+    return shard_seeds(state, devices)
 
 
 def gather(tree: Any) -> Any:
