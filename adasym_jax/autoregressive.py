@@ -70,7 +70,7 @@ def made_masks(dim: int, context_dim: int, hidden: Sequence[int], order: np.ndar
 class _MaskedLayer(nn.Module):
     """One autoregressive spline layer; a step of the ``nn.scan`` over layers.
 
-    Carry ``(x, log_det)``; scanned input: this layer's MADE masks. The parameters are plain
+    Carry ``(x, log_det)``; scanned input: this layer's MADE masks and its order. The parameters are plain
     arrays (kernels multiplied by their masks), so the sequential inversion can loop over them.
     """
 
@@ -81,8 +81,9 @@ class _MaskedLayer(nn.Module):
     inverse: bool
 
     @nn.compact
-    def __call__(self, carry, masks: tuple[Array, ...], context: Optional[Array]):
+    def __call__(self, carry, layer_input: tuple[tuple[Array, ...], Array], context: Optional[Array]):
         x, log_det = carry
+        masks, order = layer_input
         p = num_spline_params(self.num_bins)
         kernels, biases = [], []
         for i, mask in enumerate(masks):
@@ -104,11 +105,17 @@ class _MaskedLayer(nn.Module):
             z, ld = rqs_forward(x, conditioner(x), self.bound)
             return (z, log_det + jnp.sum(ld, axis=-1)), None
 
-        # Invert coordinate by coordinate: after pass t the coordinates at positions <= t are
-        # exact (position t's spline reads positions < t only), so `dim` passes invert the
-        # layer; the last pass's log-det is exact for every coordinate.
-        def one_pass(_, xs):
-            return rqs_inverse(x, conditioner(xs[0]), self.bound)
+        # Invert coordinate by coordinate, in the layer's order: pass t inverts the coordinate
+        # j = order[t] alone, from the spline parameters the conditioner reads off the
+        # coordinates already inverted (position t's outputs see positions < t only; the others
+        # are still zero and meet zero kernel entries). One spline per coordinate, not `dim`.
+        def one_pass(t, state):
+            out, ld = state
+            j = order[t]
+            params = jax.lax.dynamic_index_in_dim(conditioner(out), j, axis=-2, keepdims=False)
+            x_j, ld_j = rqs_inverse(jax.lax.dynamic_index_in_dim(x, j, axis=-1, keepdims=False), params, self.bound)
+            out = jax.lax.dynamic_update_index_in_dim(out, x_j, j, axis=-1)
+            return out, jax.lax.dynamic_update_index_in_dim(ld, ld_j, j, axis=-1)
 
         state = (jnp.zeros_like(x), jnp.zeros_like(x))
         if self.dim <= _UNROLL_DIM:
@@ -146,5 +153,6 @@ class AutoregressiveSplineFlow(BaseSplineFlow):
             for order in layer_orders(self.dim, self.num_transforms)
         ]
         stacked = tuple(jnp.asarray(np.stack(ms)) for ms in zip(*per_layer))
+        orders = jnp.asarray(layer_orders(self.dim, self.num_transforms), jnp.int32)
         args = (self.dim, self.num_bins, tuple(self.hidden), self.bound, inverse)
-        return self._scan_layers(_MaskedLayer, args, "layers", x, stacked, ctx, inverse)
+        return self._scan_layers(_MaskedLayer, args, "layers", x, (stacked, orders), ctx, inverse)
