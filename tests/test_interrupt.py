@@ -63,7 +63,7 @@ def test_sigint_saves_the_last_finished_chunk_and_resume_is_bitwise(tmp_path):
         proc.send_signal(signal.SIGINT)
         # wait, not communicate(): communicate would read stderr too and could take the
         # interrupt line away from the reader thread
-        proc.wait(timeout=60)
+        proc.wait(timeout=180)  # a loaded 2-core CI machine can take a while to save and exit
         proc.stdout.read()
     finally:
         if proc.poll() is None:
