@@ -6,6 +6,7 @@ through the library's one loop (:func:`adasym_jax.runner.fit`, NaN-tolerant with
 from __future__ import annotations
 
 import dataclasses
+import os
 import platform
 import sys
 import time
@@ -216,6 +217,18 @@ def device_string() -> str:
         f"{d.platform} ({getattr(d, 'device_kind', '?')}), {jax.device_count()} device(s), "
         f"{platform.processor() or platform.machine()}, Python {sys.version.split()[0]}, jax {jax.__version__}"
     )
+
+
+_START_LOAD = os.getloadavg()  # taken when a benchmark imports this module, i.e. at its start
+
+
+def machine_line() -> str:
+    """The device and the 1-min load average at the start of this command and now, so a reader can
+    tell whether the CPU was otherwise idle (load ≈ the jobs this command runs) or shared."""
+    now = os.getloadavg()
+    return (f"Device: {device_string()}, {os.cpu_count()} CPU cores; load average (1, 5, 15 min) "
+            f"{', '.join(f'{v:.2f}' for v in _START_LOAD)} at the start of this command, "
+            f"{', '.join(f'{v:.2f}' for v in now)} when this file was written.  ")
 
 
 def command_line() -> str:

@@ -7,7 +7,7 @@ Writes ``density2d.md`` (best and last test NLL, mean ± std; verdict on C5) and
 ``density2d_maps.png`` (64×64 maps of data, p_θ, q̃_ψ and NF, Figure 4b/7) and
 ``density2d_nll.png`` (best/last NLL per seed, Figure 4a/7) to ``--out``.
 
-    python benchmarks/density2d.py                # the scale that fits a shared 2-core CPU
+    python benchmarks/density2d.py                # the scale that fits a 2-core CPU
     python benchmarks/density2d.py --paper-scale  # D.2: 25k steps
 
 The spiral (radius up to 10, beyond the splines' [-5, 5]) is standardized, as `adasym train`
@@ -21,12 +21,13 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench2d import Curves, command_line, device_string, git_commit, oracle_nll, pm, train_members  # noqa: E402
+from _bench2d import Curves, command_line, git_commit, machine_line, oracle_nll, pm, train_members  # noqa: E402
 
 from adasym_jax.checkpoint import Standardization  # noqa: E402
 from adasym_jax import presets  # noqa: E402
@@ -71,15 +72,20 @@ def main(argv=None) -> int:
     t_start = time.time()
     if args.report_only:
         results = load_raw(out)
+        results = {n: results[n] for n in SETS if n in results}
+        prov = out / "density2d_runs.json"
+        runs = json.loads(prov.read_text()) if prov.is_file() else {}
         oracles = {n: oracle_nll(DATASETS[n].log_prob, load_dataset(n)[1]) for n in results}
-        write_report(results, oracles, args, float("nan"), out)
-        plot(results, None, out)
+        write_report(results, oracles, args, float("nan"), out, runs)
+        maps = load_maps(out)
+        plot(results, maps or None, out)
         return 0
+    # Sets already in --out from earlier commands with the same steps and seeds are kept, so the five
+    # sets can run as several commands (one long run at a time) and still make one report.
+    results, maps, runs = kept_sets(out, args)
+    oracles = {n: oracle_nll(DATASETS[n].log_prob, load_dataset(n)[1]) for n in results}
     base = presets.density2d().config.replace(eval_zeta_samples=args.eval_zeta)  # D.2
     trainers = {"dual": Trainer(base, 2), "nf": Trainer(base.replace(method="nf"), 2)}
-    results: dict[str, dict[str, Curves]] = {}
-    maps = {}
-    oracles = {}
     for name in args.datasets:
         x, test = load_dataset(name)
         std = Standardization.fit(x) if name in STANDARDIZE else None
@@ -100,11 +106,63 @@ def main(argv=None) -> int:
             results[name][method] = c
             ev = log_densities(trainer, c.state, pts_m)
             maps[name][method] = (ev["log_p"][0] - shift, ev["log_q"][0] - shift)
+        runs[name] = {"steps": args.steps, "seeds": args.seeds, "eval_every": args.eval_every, "eval_zeta": args.eval_zeta,
+                      "command": command_line(), "commit": git_commit(),
+                      "utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+        results = {n: results[n] for n in SETS if n in results}
         # Written after every data set, so an interrupted benchmark still leaves its results.
-        write_report(results, oracles, args, time.time() - t_start, out)
+        write_report(results, oracles, args, time.time() - t_start, out, runs)
         plot(results, maps, out)
         save_raw(results, out)
+        save_maps(maps, out)
+        (out / "density2d_runs.json").write_text(json.dumps(runs, indent=2))
     return 0
+
+
+def kept_sets(out: Path, args) -> tuple[dict, dict, dict]:
+    """The results, maps and provenance of the sets in ``out`` that this command does not train and
+    that an earlier command ran with the same steps and seeds; the rest are dropped (with a message)."""
+    prov = out / "density2d_runs.json"
+    if not (out / "density2d.json").is_file() or not prov.is_file():
+        return {}, {}, {}
+    runs, raw, maps = json.loads(prov.read_text()), load_raw(out), load_maps(out)
+    keep = [n for n in raw if n not in args.datasets and n in runs and n in maps
+            and runs[n]["steps"] == args.steps and runs[n]["seeds"] == args.seeds]
+    dropped = [n for n in raw if n not in args.datasets and n not in keep]
+    if dropped:
+        print(f"density2d: dropping {', '.join(dropped)} from {out} (other steps or seeds than this command)", file=sys.stderr)
+    return {n: raw[n] for n in keep}, {n: maps[n] for n in keep}, {n: runs[n] for n in keep}
+
+
+def save_maps(maps: dict, out: Path) -> None:
+    """The density maps of every set, so a later command (or ``--report-only``) can redraw them."""
+    flat = {}
+    for name, m in maps.items():
+        flat[f"{name}/data"] = m["data"]
+        flat[f"{name}/lim"] = np.asarray([m["xlim"], m["ylim"]], np.float64)
+        for method in ("dual", "nf"):
+            if method in m:
+                flat[f"{name}/{method}_p"], flat[f"{name}/{method}_q"] = m[method]
+    np.savez_compressed(out / "density2d_maps.npz", **flat)
+
+
+def load_maps(out: Path) -> dict:
+    path = out / "density2d_maps.npz"
+    if not path.is_file():
+        return {}
+    maps: dict = {}
+    with np.load(path) as z:
+        for key in z.files:
+            name, what = key.split("/")
+            m = maps.setdefault(name, {})
+            if what == "data":
+                m["data"] = z[key]
+            elif what == "lim":
+                m["xlim"], m["ylim"] = tuple(z[key][0]), tuple(z[key][1])
+            elif what.endswith("_p"):
+                method = what[:-2]
+                m[method] = (z[key], z[f"{name}/{method}_q"])
+    return maps
 
 
 def load_raw(out: Path) -> dict[str, dict[str, Curves]]:
@@ -146,14 +204,23 @@ def _previous_wall(path: Path) -> float:
     return float(m.group(1)) * 60 if m else float("nan")
 
 
-def write_report(results, oracles, args, wall, out: Path) -> None:
+def write_report(results, oracles, args, wall, out: Path, runs: Optional[dict] = None) -> None:
     L = ["# Density estimation on five 2D sets (Section 5.2, Figures 4 and 7, Appendix D.2)\n"]
-    L.append(f"Command: `{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`  ")
-    if not np.isfinite(wall):  # keep the wall time an earlier full run wrote, if any
+    cmds = {(r["command"], r["commit"]) for n, r in (runs or {}).items() if n in results}
+    if len(cmds) > 1:
+        L.append("The sets ran as separate commands (same steps and seeds); each set's command, commit and finish time (UTC):\n")
+        L.extend(f"- {n}: `{runs[n]['command']}` at commit `{runs[n]['commit']}`, {runs[n]['utc']}" for n in results if n in runs)
+        L.append("")
+        L.append(f"This file was last written by `{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`.  ")
+    else:
+        L.append(f"Command: `{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`  ")
+    if len(cmds) > 1:  # several commands: compile + training time of all the runs
+        wall = float("nan")
+    elif not np.isfinite(wall):  # keep the wall time an earlier full run wrote, if any
         wall = _previous_wall(out / "density2d.md")
     if not np.isfinite(wall):  # rebuilt from density2d.json: compile + training time of the runs
         wall = sum(c.compile_seconds + c.eval_steps[-1] / c.steps_per_second for r in results.values() for c in r.values())
-    L.append(f"Device: {device_string()}; the 2 CPU cores were shared with other jobs, so timings are noisy.  ")
+    L.append(machine_line())
     L.append(
         f"Scale run: **{args.steps} full-batch steps per run** (the paper: 25,000), test evaluation every "
         f"{args.eval_every} steps on 10,000 test points, {args.seeds} seeds per method and set, 1000 training points. "
@@ -165,7 +232,7 @@ def write_report(results, oracles, args, wall, out: Path) -> None:
     paper_hours = sum(PAPER["steps"] / c.steps_per_second for r in results.values() for c in r.values()) / 3600
     L.append(
         f"Why this scale: at the speeds measured here (steps/s column) the paper's {PAPER['steps']:,} steps for these "
-        f"runs would take ≈ {paper_hours:.0f} h of this shared CPU.\n"
+        f"runs would take ≈ {paper_hours:.0f} h of this CPU.\n"
     )
     L.append("| data set | method | best test NLL p_θ | last test NLL p_θ | last test NLL q̃_ψ | true-density NLL | steps/s |")
     L.append("|---|---|---|---|---|---|---|")
@@ -219,7 +286,7 @@ def plot(results, maps, out: Path) -> None:
 
 
 def _plot_maps(results, maps, out: Path, plt) -> None:
-    names = list(results)
+    names = [n for n in results if n in maps]
     fig, axes = plt.subplots(len(names), 4, figsize=(12, 3 * len(names)), squeeze=False)
     for r, name in enumerate(names):
         m = maps[name]

@@ -9,7 +9,7 @@ Runs, every one through the library's runner, each group as one vmapped program:
     LR 1e-3 and 1e-5 (Figure 3b), ``--c4-seeds`` seeds.
 Writes ``gmm40.md`` (tables + verdicts on C1–C4) and figures to ``--out``.
 
-    python benchmarks/gmm40.py                # the scale that fits a shared 2-core CPU
+    python benchmarks/gmm40.py                # the scale that fits a 2-core CPU
     python benchmarks/gmm40.py --paper-scale  # D.1: 100k steps
 """
 
@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench2d import Curves, command_line, device_string, git_commit, oracle_nll, pm, train_members  # noqa: E402
+from _bench2d import Curves, command_line, git_commit, machine_line, oracle_nll, pm, train_members  # noqa: E402
 
 from adasym_jax.baselines import PW_WEIGHTS, init_pw_grid, pw_grid_members  # noqa: E402
 from adasym_jax import presets  # noqa: E402
@@ -205,7 +205,7 @@ def write_report(runs, members, oracle, args, wall, out: Path) -> None:
         wall = _previous_wall(out / "gmm40.md")
     if not np.isfinite(wall):  # report rebuilt from gmm40.json: compile + training time of the runs
         wall = sum(c.compile_seconds + c.eval_steps[-1] / c.steps_per_second for c in runs.values())
-    L.append(f"Device: {device_string()}; the 2 CPU cores were shared with other jobs, so timings are noisy.  ")
+    L.append(machine_line())
     L.append(
         f"Scale run: **{args.steps} full-batch steps per run** (the paper: 100,000), test evaluation every "
         f"{args.eval_every} steps on the 10,000 test points"
@@ -218,7 +218,7 @@ def write_report(runs, members, oracle, args, wall, out: Path) -> None:
     paper_hours = sum(PAPER["steps"] / c.steps_per_second for c in runs.values()) / 3600
     L.append(
         f"Why this scale: at the speeds measured here (steps/s column) the paper's {PAPER['steps']:,} steps for these "
-        f"runs would take ≈ {paper_hours:.0f} h of this shared CPU.  "
+        f"runs would take ≈ {paper_hours:.0f} h of this CPU.  "
     )
     L.append(
         f"NLLs are nats per point on the test set; the true density's test NLL (oracle) is {oracle:.3f}. "
