@@ -3,20 +3,22 @@
     python benchmarks/compute.py --part timing              # Figure 8a: ms per step vs M
     python benchmarks/compute.py --part nll --steps 1000    # Figure 8b: best test NLL vs M
     python benchmarks/compute.py --part both                # both, one process
+    python benchmarks/compute.py --part report --out P      # rewrite P.md and P.png from P.json
 
 Settings: D.1 (``TrainConfig()`` defaults, 800 training points full batch, 10k test points),
 only ``num_zeta_samples`` varies over ``--ms`` (default 10, 100, 1000, 10000).
 
 * timing: the scanned chunk of ``--chunk`` steps, compiled per M, best of ``--repeats`` calls,
-  for ``--timing-seeds`` seeds vmapped; NF timed in the same run as the reference line.
+  for ``--timing-seeds`` seeds vmapped; NF and WGAN-GP timed in the same run as reference lines.
 * nll: ``adasym_jax.fit`` for ``--steps`` steps on ``--seeds`` vmapped seeds per M, test NLL of
   p_θ (exact) and of q_ψ (ζ from 10k flow samples) every ``--eval-every`` steps; the best over
   the run is reported per seed. Each M resumes from its checkpoint under ``--work`` (saved every
   5 min), and M values already in the JSON with the same steps, seeds and eval_every are kept,
   so rerunning an interrupted command continues it.
 
-Results merge into ``benchmarks/results/compute.json`` (keyed by part) and ``compute.md``
-is rewritten from it, so the two parts may run as separate commands.
+Results merge into ``benchmarks/results/compute.json`` (keyed by part); ``compute.md`` (tables and
+the verdict on C8) and ``compute.png`` (Figure 8's two panels) are rewritten from it, so the two
+parts may run as separate commands.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ def timing(ms: list[int], chunk: int, repeats: int, seeds: int) -> dict[str, Any
     rows = []
     configs = [(f"adasym M={m}", aj.TrainConfig(num_zeta_samples=m), m) for m in ms]
     configs.append(("nf", aj.TrainConfig(method="nf"), None))
+    configs.append(("wgan-gp", aj.TrainConfig(method="wgan"), None))  # Figure 8a draws a GAN line too
     compiled = []
     for label, cfg, m in configs:
         trainer = aj.Trainer(cfg, 2)
@@ -162,9 +165,66 @@ def to_markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def verdict(res: dict[str, Any]) -> list[str]:
+    """C8 from the measured numbers: time per step against M, and the best NLL against M."""
+    lines = ["## Verdict on C8 (time per step grows little with M; more M gives a better best NLL)", ""]
+    if "timing" in res:
+        by_m = {r["M"]: r["ms_per_step_best"] for r in res["timing"]["rows"] if r["M"] is not None}
+        ms = sorted(by_m)
+        steps = ", ".join(f"{a}→{b}: {by_m[b] / by_m[a]:.2f}×" for a, b in zip(ms, ms[1:]))
+        lines.append(f"- Time per step, growth between successive M ({res['timing']['env']['device']}): {steps}; "
+                     f"{ms[-1]} against {ms[0]}: {by_m[ms[-1]] / by_m[ms[0]]:.2f}×. The paper's Figure 8a (an A100) "
+                     "shows the time barely rising; on a CPU a step is bound by arithmetic, so the time follows the "
+                     "flop count (column GFLOP/step) once the M flow samples dominate it.")
+    if "nll" in res:
+        rows = sorted(res["nll"]["rows"], key=lambda r: r["M"])
+        for key, name in (("best_test_nll_p", "p_θ"), ("best_test_nll_q", "q_ψ")):
+            parts = []
+            for a, b in zip(rows, rows[1:]):
+                d = np.asarray(b[key]) - np.asarray(a[key])
+                se = d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else float("nan")
+                parts.append(f"{a['M']}→{b['M']}: {d.mean():+.3f} (SE {se:.3f})")
+            lines.append(f"- Best test NLL of {name}, change between successive M (same seeds, paired; negative = better): "
+                         + "; ".join(parts) + ".")
+        lines.append(f"- Scale: {res['nll']['steps']} steps, {res['nll']['seeds']} seeds per M (the paper: 100 000 epochs).")
+    return lines + [""]
+
+
+def plot(res: dict[str, Any], out: Path) -> None:
+    """Figure 8: (a) ms per step against M with NF and WGAN-GP as lines, (b) best test NLL against M."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    if "timing" in res:
+        rows = res["timing"]["rows"]
+        adasym = [r for r in rows if r["M"] is not None]
+        axes[0].plot([r["M"] for r in adasym], [r["ms_per_step_best"] for r in adasym], "o-", color="tab:red", label="adasym (dual)")
+        for r, c in zip((r for r in rows if r["M"] is None), ("tab:blue", "tab:green")):
+            axes[0].axhline(r["ms_per_step_best"], color=c, ls="--", label=r["label"])
+        axes[0].set(xscale="log", xlabel="M (flow samples for ζ̂)", ylabel="ms per step (best)", ylim=(0, None),
+                    title=f"(a) time per step, {res['timing']['env']['device']}")
+        axes[0].legend()
+    if "nll" in res:
+        rows = sorted(res["nll"]["rows"], key=lambda r: r["M"])
+        m = [r["M"] for r in rows]
+        for key, label, c in (("best_test_nll_p", "p_θ", "tab:red"), ("best_test_nll_q", "q_ψ", "tab:purple")):
+            v = np.asarray([r[key] for r in rows], np.float64)
+            axes[1].errorbar(m, v.mean(1), yerr=v.std(1), fmt="o-", color=c, capsize=3, label=label)
+        axes[1].set(xscale="log", xlabel="M", ylabel="best test NLL (nats)",
+                    title=f"(b) best test NLL, {res['nll']['steps']} steps, {res['nll']['seeds']} seeds")
+        axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(out.with_suffix(".png"), dpi=90)
+    plt.close(fig)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description="Figure 8: time per step and best NLL vs M")
-    p.add_argument("--part", choices=("timing", "nll", "both"), default="both")
+    p.add_argument("--part", choices=("timing", "nll", "both", "report"), default="both",
+                   help="report: rewrite the .md and .png from the .json without running anything")
     p.add_argument("--ms", default="10,100,1000,10000")
     p.add_argument("--chunk", type=int, default=10)
     p.add_argument("--repeats", type=int, default=3)
@@ -185,6 +245,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     out = Path(args.out)
     res: dict[str, Any] = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
+    if args.part == "report":
+        if not res:
+            print(f"error: {out.with_suffix('.json')} not found", file=sys.stderr)
+            return 2
+        write(res, out)
+        print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.png')}")
+        return 0
     if args.part in ("timing", "both"):
         env = env_info()
         res["timing"] = timing(ms, args.chunk, args.repeats, args.timing_seeds)
@@ -211,7 +278,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 def write(res: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(res, indent=2, default=float))
-    out.with_suffix(".md").write_text(to_markdown(res) + "\n")
+    out.with_suffix(".md").write_text(to_markdown(res) + "\n" + "\n".join(verdict(res)))
+    plot(res, out)
 
 
 if __name__ == "__main__":
