@@ -1,0 +1,93 @@
+"""benchmarks/density2d.py can run its five sets as separate commands into one report: a set an
+earlier command ran is kept when its steps and seeds match this command's and dropped otherwise,
+its density maps come back from ``density2d_maps.npz`` unchanged, and the report names each
+set's own command. Unit level: fake curves, no training."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import density2d as d2  # noqa: E402
+from _bench2d import Curves  # noqa: E402
+
+
+def _curves(rng, members=2, evals=3):
+    nll = rng.normal(size=(members, evals))
+    return Curves("x", np.arange(1, evals + 1) * 10, nll, nll + 0.1, np.zeros((members, evals)), {},
+                  -np.ones(members, int), 12.5, 1.5, None)
+
+
+def _maps(rng):
+    return {"data": rng.normal(size=(5, 2)), "xlim": (-1.0, 1.0), "ylim": (-2.0, 2.0),
+            "dual": (rng.normal(size=64 * 64), rng.normal(size=64 * 64)), "nf": (rng.normal(size=64 * 64), rng.normal(size=64 * 64))}
+
+
+def _write(out: Path, sets, steps, seeds, rng, command="python benchmarks/density2d.py --datasets a"):
+    results = {n: {"dual": _curves(rng), "nf": _curves(rng)} for n in sets}
+    maps = {n: _maps(rng) for n in sets}
+    runs = {n: {"steps": steps, "seeds": seeds, "eval_every": 10, "eval_zeta": 100, "command": command,
+                "commit": "abc1234", "utc": "2026-01-01 00:00:00"} for n in sets}
+    d2.save_raw(results, out)
+    d2.save_maps(maps, out)
+    (out / "density2d_runs.json").write_text(json.dumps(runs))
+    return results, maps
+
+
+def _args(datasets, steps=30, seeds=2):
+    return argparse.Namespace(datasets=datasets, steps=steps, seeds=seeds, eval_every=10, eval_zeta=100)
+
+
+def test_maps_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    maps = {"rings": _maps(rng), "moons": _maps(rng)}
+    d2.save_maps(maps, tmp_path)
+    back = d2.load_maps(tmp_path)
+    assert set(back) == {"rings", "moons"}
+    for n, m in maps.items():
+        np.testing.assert_array_equal(back[n]["data"], m["data"])
+        assert back[n]["xlim"] == m["xlim"] and back[n]["ylim"] == m["ylim"]
+        for method in ("dual", "nf"):
+            for a, b in zip(back[n][method], m[method]):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_kept_sets_keeps_matching_and_drops_others(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    results, _ = _write(tmp_path, ["rings", "gmm_grid"], 30, 2, rng)
+    # this command trains gmm_grid again: only rings is kept, with its curves unchanged
+    kept, maps, runs = d2.kept_sets(tmp_path, _args(["gmm_grid", "moons"]))
+    assert set(kept) == set(maps) == set(runs) == {"rings"}
+    np.testing.assert_allclose(kept["rings"]["dual"].test_nll_p, results["rings"]["dual"].test_nll_p)
+    # other steps or other seeds: nothing is kept, and the command says what it dropped
+    for args in (_args(["moons"], steps=40), _args(["moons"], seeds=3)):
+        kept, maps, runs = d2.kept_sets(tmp_path, args)
+        assert kept == maps == runs == {}
+        err = capsys.readouterr().err
+        assert "dropping" in err and "rings" in err and "gmm_grid" in err
+
+
+def test_kept_sets_without_provenance_keeps_nothing(tmp_path):
+    rng = np.random.default_rng(2)
+    _write(tmp_path, ["rings"], 30, 2, rng)
+    (tmp_path / "density2d_runs.json").unlink()  # a file from before the split: settings unknown
+    assert d2.kept_sets(tmp_path, _args(["moons"])) == ({}, {}, {})
+
+
+def test_report_lists_each_sets_command(tmp_path):
+    rng = np.random.default_rng(3)
+    results = {n: {"dual": _curves(rng), "nf": _curves(rng)} for n in ("rings", "moons")}
+    runs = {n: {"command": f"python benchmarks/density2d.py --datasets {n}", "commit": c, "utc": "t"}
+            for n, c in (("rings", "aaa1111"), ("moons", "bbb2222"))}
+    args = _args(["moons"])
+    d2.write_report(results, {"rings": None, "moons": None}, args, 60.0, tmp_path, runs)
+    text = (tmp_path / "density2d.md").read_text()
+    assert "- rings: `python benchmarks/density2d.py --datasets rings` at commit `aaa1111`" in text
+    assert "- moons: `python benchmarks/density2d.py --datasets moons` at commit `bbb2222`" in text
+    # one command only: a single Command line, no per-set list
+    d2.write_report(results, {"rings": None, "moons": None}, args, 60.0, tmp_path, {n: runs["rings"] for n in runs})
+    assert "separate commands" not in (tmp_path / "density2d.md").read_text()
