@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,7 +55,8 @@ def main(argv=None) -> None:
         f"Command: `python benchmarks/reverse_grad.py --datasets {args.datasets} --steps {args.steps} "
         f"--eval-every {args.eval_every} --seeds {args.seeds}`  ",
         f"Device: {jax.devices()[0].platform} ({platform.machine()}), jax {jax.__version__}, Python "
-        f"{sys.version.split()[0]}; the machine's 2 cores may have been shared with other jobs.  ",
+        f"{sys.version.split()[0]}; load average (1, 5, 15 min) at this write "
+        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores.  ",
         f"Scale: {args.steps} full-batch steps per run (the paper's 2D runs: 25,000), {args.seeds} seeds vmapped, "
         f"D.1/D.2 settings otherwise (TrainConfig defaults). Wall time {(time.time() - t_start) / 60:.1f} min.",
         "",
