@@ -32,7 +32,7 @@ from adasym_jax.files import current_umask, new_file_mode  # noqa: F401  (re-exp
 
 from adasym_jax._version import __version__
 from adasym_jax.config import TrainConfig
-from adasym_jax.state import TrainState, build_models, init_state
+from adasym_jax.state import TrainState, build_models, init_state, num_stacked_seeds
 
 FORMAT_VERSION = 2
 STATE_FILE = "state.msgpack"  # the state file of format 1
@@ -143,11 +143,6 @@ def read_standardization(source: Union[PathLike, Mapping[str, Any]]) -> Optional
 # -- writing -----------------------------------------------------------------------------
 
 
-def _num_seeds(state: TrainState) -> Optional[int]:
-    step = np.asarray(state.step)
-    return None if step.ndim == 0 else int(step.shape[0])
-
-
 def extra_with_standardization(
     extra: Optional[Mapping[str, Any]], standardization: Optional[Standardization], dim: int
 ) -> dict[str, Any]:
@@ -190,7 +185,7 @@ def save_checkpoint(
     if d.exists() and not d.is_dir():
         raise ValueError(f"checkpoint path {d} exists and is not a folder")
     seeds = [int(s) for s in seeds]
-    n = _num_seeds(state)
+    n = num_stacked_seeds(state)
     if n != len(seeds):
         raise ValueError(
             f"state holds {n if n is not None else 'no'} stacked seeds but {len(seeds)} seeds were given; "

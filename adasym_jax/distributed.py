@@ -40,7 +40,7 @@ from adasym_jax.checkpoint import CheckpointError, Standardization, checkpoint_t
 from adasym_jax.config import TrainConfig
 from adasym_jax.jit import tuned_jit
 from adasym_jax.runner import Seeds, Trainer, raise_first_nonfinite, seed_list, seed_sharding, seeds_nonfinite, shard_seeds
-from adasym_jax.state import TrainState
+from adasym_jax.state import TrainState, num_stacked_seeds
 from adasym_jax.validation import check_context, check_points
 
 __all__ = [
@@ -91,10 +91,10 @@ def initialize(coordinator: str, num_processes: int, process_id: int, *, timeout
 
 
 def _num_seeds(state: TrainState) -> int:
-    shape = np.shape(state.step)
-    if len(shape) != 1:
-        raise ValueError(f"state.step has shape {shape}; expected a stacked state with a leading seed axis (S,)")
-    return int(shape[0])
+    n = num_stacked_seeds(state)
+    if n is None:
+        raise ValueError(f"state.step has shape {np.shape(state.step)}; expected a stacked state with a leading seed axis (S,)")
+    return n
 
 
 def place_seeds(state: TrainState, devices: Optional[Sequence[Any]] = None) -> TrainState:

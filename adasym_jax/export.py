@@ -32,7 +32,7 @@ from adasym_jax.config import EVAL_SEED, TrainConfig
 from adasym_jax.ebm import ResidualEBM
 from adasym_jax.flow import BaseSplineFlow, SplineFlow
 from adasym_jax.objective import log_zeta_estimate
-from adasym_jax.state import TrainState, build_models
+from adasym_jax.state import TrainState, build_models, num_stacked_seeds
 
 Array = jax.Array
 
@@ -316,7 +316,7 @@ def export_state(
     log ζ̂ is estimated with ``num_zeta_samples`` (default ``config.eval_zeta_samples``) draws
     of the exported flow, as in :meth:`Trainer.evaluate`.
     """
-    num_seeds = int(np.shape(state.step)[0]) if np.ndim(state.step) else None
+    num_seeds = num_stacked_seeds(state)
     if num_seeds is None:
         raise ValueError("state must be stacked over seeds (a leading seed axis), as Trainer.init returns")
     if not -num_seeds <= seed_index < num_seeds:

@@ -45,6 +45,13 @@ class TrainState(struct.PyTreeNode):
 FLOW_CLASSES = {"autoregressive": AutoregressiveSplineFlow, "coupling": SplineFlow, "nsf": NSFCouplingFlow}
 
 
+def num_stacked_seeds(state: TrainState) -> Optional[int]:
+    """``S`` for a state stacked over seeds (``state.step`` of shape ``(S,)``, as
+    ``Trainer.init`` returns); ``None`` for a single unstacked state."""
+    shape = jax.numpy.shape(state.step)
+    return int(shape[0]) if len(shape) == 1 else None
+
+
 def build_models(config: TrainConfig, dim: int) -> tuple[BaseSplineFlow, ResidualEBM]:
     """The flow p_θ (``config.flow``: :class:`AutoregressiveSplineFlow`, the coupling
     :class:`SplineFlow` or sbi's :class:`NSFCouplingFlow`) and the EBM q_ψ described by ``config`` for data of dimension ``dim``."""

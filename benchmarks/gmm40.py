@@ -4,7 +4,9 @@ Runs, every one through the library's runner, each group as one vmapped program:
   * dual (adasym), D.1 settings, ``--seeds`` seeds;
   * NF (maximum likelihood), ``--seeds`` seeds;
   * P-W (eq. (P-W)) over the 25 pairs (w_fw, w_rv) ∈ {0.2, 0.5, 1, 2, 5}², w_prx = 1,
-    ``--pw-seeds`` seeds per pair (the paper's Figure 2a shows one run per pair);
+    ``--pw-seeds`` seeds per pair (the paper's Figure 2a shows one run per pair); ``--pw-pairs``
+    trains a subset, and with ``--reuse`` a later command adds the pairs not yet in gmm40.json,
+    so the grid can be filled over several commands;
   * WGAN-GP (critic LR 1e-5, GP 0.1) and the dual with ψ-LR 1e-5, each at θ/generator
     LR 1e-3 and 1e-5 (Figure 3b), ``--c4-seeds`` seeds.
 Writes ``gmm40.md`` (tables + verdicts on C1–C4) and figures to ``--out``.
@@ -28,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench2d import Curves, command_line, git_commit, machine_line, oracle_nll, pm, train_members  # noqa: E402
 
-from adasym_jax.baselines import PW_WEIGHTS, init_pw_grid, pw_grid_members  # noqa: E402
+from adasym_jax.baselines import PW_WEIGHTS, GridMember, init_pw_grid, pw_grid_members  # noqa: E402
 from adasym_jax import presets  # noqa: E402
 from adasym_jax.config import TrainConfig  # noqa: E402
 from adasym_jax.data import DATASETS, load_dataset  # noqa: E402
@@ -50,6 +52,9 @@ def parse(argv=None):
     p.add_argument("--skip", default="", help="comma-separated groups to skip: dual,nf,dual_sgd,pw,c4")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     p.add_argument("--report-only", action="store_true", help="rewrite gmm40.md and the figures from gmm40.json (no training)")
+    p.add_argument("--pw-pairs", default="all",
+                   help="P-W pairs to train, 'all' or comma-separated w_fw:w_rv, e.g. 5:1,1:0.2 (each from 0.2, 0.5, 1, 2, 5); "
+                        "with --reuse, pairs already in gmm40.json at the same steps are kept and only the others train")
     p.add_argument("--pw-steps", type=int, help="steps of the P-W grid (default --steps); C1/C2 then compare the dual at that step")
     p.add_argument("--c4-steps", type=int, help="steps of the C4 runs (default --steps)")
     p.add_argument("--reuse", action="store_true", help="keep the groups already in gmm40.json (same settings) and train only the others")
@@ -61,7 +66,53 @@ def parse(argv=None):
     a.eval_zeta = a.eval_zeta or scale["eval_zeta"]
     a.pw_steps = a.pw_steps or a.steps
     a.c4_steps = a.c4_steps or a.steps
+    try:
+        a.pw_pairs = parse_pairs(a.pw_pairs)
+    except ValueError as e:
+        p.error(str(e))
     return a
+
+
+def parse_pairs(text: str) -> list[tuple[float, float]]:
+    """``'all'`` → the 25 pairs of D.1; else ``'w_fw:w_rv,...'`` in grid order, each weight from PW_WEIGHTS."""
+    grid = [(a, b) for a in PW_WEIGHTS for b in PW_WEIGHTS]
+    if text.strip() == "all":
+        return grid
+    pairs = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        try:
+            a, b = (float(v) for v in item.split(":"))
+        except ValueError:
+            raise ValueError(f"--pw-pairs: {item!r} is not w_fw:w_rv") from None
+        if (a, b) not in grid:
+            raise ValueError(f"--pw-pairs: ({a:g}, {b:g}) is not in the grid {{{', '.join(f'{w:g}' for w in PW_WEIGHTS)}}}²")
+        pairs.append((a, b))
+    if not pairs:
+        raise ValueError("--pw-pairs: no pairs given")
+    return [g for g in grid if g in pairs]
+
+
+def _pair_tag(members) -> str:
+    """A short name for a subset of the grid (its checkpoint folder), stable across commands."""
+    import zlib
+
+    key = ";".join(f"{g.seed}:{g.w_fw:g}:{g.w_rv:g}" for g in members)
+    return f"pw_{len(members)}_{zlib.crc32(key.encode()):08x}"
+
+
+def merge_members(old: Curves, old_members: list, new: Curves, new_members: list) -> tuple[Curves, list]:
+    """The rows of two P-W groups at the same evaluation steps as one group, in grid order."""
+    if not np.array_equal(old.eval_steps, new.eval_steps):
+        raise ValueError("P-W groups evaluated at different steps cannot be merged; rerun without --reuse")
+    members = list(old_members) + list(new_members)
+    order = sorted(range(len(members)), key=lambda i: (members[i].seed, PW_WEIGHTS.index(members[i].w_fw), PW_WEIGHTS.index(members[i].w_rv)))
+    cat = lambda a, b: np.concatenate([a, b])[order]  # noqa: E731
+    n_old, n_new = len(old_members), len(new_members)
+    sps = (old.steps_per_second * n_old + new.steps_per_second * n_new) / (n_old + n_new)  # member-weighted
+    merged = Curves("pw", old.eval_steps, cat(old.test_nll_p, new.test_nll_p), cat(old.test_nll_q, new.test_nll_q),
+                    cat(old.log_zeta, new.log_zeta), {k: cat(old.lambdas[k], new.lambdas[k]) for k in old.lambdas},
+                    cat(old.diverged_at, new.diverged_at), sps, old.compile_seconds + new.compile_seconds, None)
+    return merged, [members[i] for i in order]
 
 
 def run_group(config: TrainConfig, seeds: int, x, test, args, label: str, state=None, steps: Optional[int] = None) -> Curves:
@@ -94,11 +145,19 @@ def main(argv=None) -> int:
     t_start = time.time()
     base = presets.gmm40().config.replace(eval_zeta_samples=args.eval_zeta)  # D.1
     runs: dict[str, Curves] = load_raw(out) if args.reuse and (out / "gmm40.json").is_file() else {}
-    members: list = pw_grid_members(args.pw_seeds, PW_WEIGHTS) if "pw" in runs else []
+    members: list = load_members(out, args) if "pw" in runs else []
+    wanted = [g for g in pw_grid_members(args.pw_seeds, PW_WEIGHTS) if (g.w_fw, g.w_rv) in args.pw_pairs]
+    missing = [g for g in wanted if g not in members]
     skip |= set(runs) | ({"c4"} if any(k.startswith("wgan_") for k in runs) else set())
+    if missing and "pw" in runs and "pw" not in set(filter(None, args.skip.split(","))) and not args.report_only:
+        if int(runs["pw"].eval_steps[-1]) != args.pw_steps:
+            print(f"error: gmm40.json's P-W pairs ran {int(runs['pw'].eval_steps[-1])} steps, this command asks for "
+                  f"{args.pw_steps}; new pairs can only join pairs of the same length", file=sys.stderr)
+            return 2
+        skip.discard("pw")  # add the requested pairs that gmm40.json does not hold yet
     if args.report_only:
         runs = load_raw(out)
-        members = pw_grid_members(args.pw_seeds, PW_WEIGHTS) if "pw" in runs else []
+        members = load_members(out, args) if "pw" in runs else []
         write_report(runs, members, oracle, args, float("nan"), out)
         plot(runs, members, oracle, out)
         return 0
@@ -107,7 +166,7 @@ def main(argv=None) -> int:
         # Written after every group, so an interrupted benchmark still leaves its results.
         write_report(runs, members, oracle, args, time.time() - t_start, out)
         plot(runs, members, oracle, out)
-        save_raw(runs, out)
+        save_raw(runs, out, members)
 
     if runs:
         print(f"reusing {sorted(runs)} from {out / 'gmm40.json'}", flush=True)
@@ -124,8 +183,11 @@ def main(argv=None) -> int:
         report()
     if "pw" not in skip:
         trainer = Trainer(base.replace(method="weighted"), 2)
-        members = pw_grid_members(args.pw_seeds, PW_WEIGHTS)
-        runs["pw"] = train_members(trainer, init_pw_grid(trainer, members), x, test, args.pw_steps, min(args.eval_every, args.pw_steps), "pw", resume_dir=_work(args, "pw"))
+        todo = missing if "pw" in runs else wanted
+        label = "pw" if len(todo) == len(PW_WEIGHTS) ** 2 * args.pw_seeds else _pair_tag(todo)
+        print(f"P-W: training {len(todo)} pair(s): {', '.join(f'({g.w_fw:g}, {g.w_rv:g})' for g in todo)}", flush=True)
+        new = train_members(trainer, init_pw_grid(trainer, todo), x, test, args.pw_steps, min(args.eval_every, args.pw_steps), "pw", resume_dir=_work(args, label))
+        runs["pw"], members = merge_members(runs["pw"], members, new, todo) if "pw" in runs else (new, todo)
         report()
     if "c4" not in skip:
         for lr in (1e-3, 1e-5):
@@ -156,7 +218,15 @@ def load_raw(out: Path) -> dict[str, Curves]:
     }
 
 
-def save_raw(runs, out: Path) -> None:
+def load_members(out: Path, args) -> list:
+    """The P-W members whose rows gmm40.json holds (files from before ``--pw-pairs``: the full grid)."""
+    raw = json.loads((out / "gmm40.json").read_text()).get("pw", {})
+    if "members" not in raw:
+        return pw_grid_members(args.pw_seeds, PW_WEIGHTS)
+    return [GridMember(int(s), float(a), float(b), float(c)) for s, a, b, c in raw["members"]]
+
+
+def save_raw(runs, out: Path, members: Optional[list] = None) -> None:
     raw = {
         k: {
             "eval_steps": c.eval_steps.tolist(),
@@ -170,6 +240,8 @@ def save_raw(runs, out: Path) -> None:
         }
         for k, c in runs.items()
     }
+    if "pw" in raw and members:
+        raw["pw"]["members"] = [[g.seed, g.w_fw, g.w_rv, g.w_prx] for g in members]
     (out / "gmm40.json").write_text(json.dumps(raw, allow_nan=True))
 
 
@@ -232,7 +304,7 @@ def write_report(runs, members, oracle, args, wall, out: Path) -> None:
         if k != "pw":
             L.append(_row(k, c))
     if "pw" in runs:
-        L.append(_row("P-W (all 25 pairs pooled)", runs["pw"]))
+        L.append(_row(f"P-W ({len(members)} of {len(PW_WEIGHTS) ** 2 * args.pw_seeds} members pooled)", runs["pw"]))
     L.append("")
     if "pw" in runs:
         pw = runs["pw"]
@@ -267,10 +339,13 @@ def verdicts(runs, members) -> list[str]:
         better_last = int(np.sum(d_last < pw.last))
         steadier = int(np.sum(d_fl <= _fluct(pw)))
         n = len(members)
+        n_grid = len(PW_WEIGHTS) ** 2 * len({g.seed for g in members})
         best_pw = int(np.nanargmin(pw.last))
         holds = better_last == n and steadier == n
+        word = ("holds" if holds else "does not hold") if n == n_grid else (
+            f"{'holds on' if holds else 'does not hold even on'} the {n} of {n_grid} members run so far (not decided on the grid)")
         V.append(
-            f"- **C1 (dual p_θ ends lower and steadier than every P-W pair): {'holds' if holds else 'does not hold'} at this scale.** "
+            f"- **C1 (dual p_θ ends lower and steadier than every P-W pair): {word} at this scale.** "
             f"Dual last test NLL {pm(d.last)} (steadiness {d_fl:.3f}); lower than {better_last}/{n} P-W members' last NLL and "
             f"at least as steady as {steadier}/{n}. Best P-W member: (w_fw, w_rv) = ({members[best_pw].w_fw:g}, "
             f"{members[best_pw].w_rv:g}) with last NLL {pw.last[best_pw]:.3f}."
@@ -349,7 +424,7 @@ def plot(runs, members, oracle, out: Path) -> None:
         for row in d.log_zeta:
             ax[1].plot(d.eval_steps, row, color="tab:red", lw=1.2)
         ax[0].axhline(oracle, color="k", ls=":", lw=0.8, label="true density")
-        ax[0].set(xlabel="step", ylabel="test NLL of p_θ", title="dual (red) vs 25 P-W pairs (gray)")
+        ax[0].set(xlabel="step", ylabel="test NLL of p_θ", title=f"dual (red) vs {len(members)} P-W members (gray)")
         ax[0].legend()
         ax[1].axhspan(0.0, np.log(1.1), color="tab:green", alpha=0.15)
         ax[1].set(xlabel="step", ylabel="log ζ̂", title="log ζ̂ (band: [1, 1.1])")
