@@ -174,8 +174,9 @@ def verdict(res: dict[str, Any]) -> list[str]:
         steps = ", ".join(f"{a}→{b}: {by_m[b] / by_m[a]:.2f}×" for a, b in zip(ms, ms[1:]))
         lines.append(f"- Time per step, growth between successive M ({res['timing']['env']['device']}): {steps}; "
                      f"{ms[-1]} against {ms[0]}: {by_m[ms[-1]] / by_m[ms[0]]:.2f}×. The paper's Figure 8a (an A100) "
-                     "shows the time barely rising; on a CPU a step is bound by arithmetic, so the time follows the "
-                     "flop count (column GFLOP/step) once the M flow samples dominate it.")
+                     "shows the time barely rising."
+                     + (" On a CPU a step is bound by arithmetic, so the time follows the flop count (column "
+                        "GFLOP/step) once the M flow samples dominate it." if res["timing"]["env"].get("device_kind") == "cpu" else ""))
     if "nll" in res:
         rows = sorted(res["nll"]["rows"], key=lambda r: r["M"])
         for key, name in (("best_test_nll_p", "p_θ"), ("best_test_nll_q", "q_ψ")):

@@ -71,10 +71,13 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     if args.report_only:
-        results = load_raw(out)
-        results = {n: results[n] for n in SETS if n in results}
+        results = in_order(load_raw(out))
         prov = out / "density2d_runs.json"
         runs = json.loads(prov.read_text()) if prov.is_file() else {}
+        if runs:  # the report states the settings the sets ran with, not this command's defaults
+            first = next(iter(runs.values()))
+            for k in SETTINGS:
+                setattr(args, k, first[k])
         oracles = {n: oracle_nll(DATASETS[n].log_prob, load_dataset(n)[1]) for n in results}
         write_report(results, oracles, args, float("nan"), out, runs)
         maps = load_maps(out)
@@ -109,7 +112,7 @@ def main(argv=None) -> int:
         runs[name] = {"steps": args.steps, "seeds": args.seeds, "eval_every": args.eval_every, "eval_zeta": args.eval_zeta,
                       "command": command_line(), "commit": git_commit(),
                       "utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
-        results = {n: results[n] for n in SETS if n in results}
+        results = in_order(results)
         # Written after every data set, so an interrupted benchmark still leaves its results.
         write_report(results, oracles, args, time.time() - t_start, out, runs)
         plot(results, maps, out)
@@ -119,18 +122,29 @@ def main(argv=None) -> int:
     return 0
 
 
+SETTINGS = ("steps", "seeds", "eval_every", "eval_zeta")  # what a kept set must share with this command
+
+
+def in_order(results: dict) -> dict:
+    """The sets in the paper's order (SETS), then any other registered set in the order run."""
+    return {n: results[n] for n in [*(n for n in SETS if n in results), *(n for n in results if n not in SETS)]}
+
+
 def kept_sets(out: Path, args) -> tuple[dict, dict, dict]:
     """The results, maps and provenance of the sets in ``out`` that this command does not train and
-    that an earlier command ran with the same steps and seeds; the rest are dropped (with a message)."""
+    that an earlier command ran with the same steps, seeds, eval_every and eval_zeta; the rest are
+    dropped (with a message)."""
     prov = out / "density2d_runs.json"
-    if not (out / "density2d.json").is_file() or not prov.is_file():
+    if not (out / "density2d.json").is_file():
         return {}, {}, {}
-    runs, raw, maps = json.loads(prov.read_text()), load_raw(out), load_maps(out)
+    raw = load_raw(out)
+    runs, maps = (json.loads(prov.read_text()) if prov.is_file() else {}), load_maps(out)
     keep = [n for n in raw if n not in args.datasets and n in runs and n in maps
-            and runs[n]["steps"] == args.steps and runs[n]["seeds"] == args.seeds]
+            and all(runs[n].get(k) == getattr(args, k) for k in SETTINGS)]
     dropped = [n for n in raw if n not in args.datasets and n not in keep]
     if dropped:
-        print(f"density2d: dropping {', '.join(dropped)} from {out} (other steps or seeds than this command)", file=sys.stderr)
+        print(f"density2d: dropping {', '.join(dropped)} from {out} (run with other steps, seeds, eval_every or "
+              "eval_zeta than this command, or by a version that did not record them)", file=sys.stderr)
     return {n: raw[n] for n in keep}, {n: maps[n] for n in keep}, {n: runs[n] for n in keep}
 
 

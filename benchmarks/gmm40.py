@@ -101,17 +101,28 @@ def _pair_tag(members) -> str:
 
 
 def merge_members(old: Curves, old_members: list, new: Curves, new_members: list) -> tuple[Curves, list]:
-    """The rows of two P-W groups at the same evaluation steps as one group, in grid order."""
-    if not np.array_equal(old.eval_steps, new.eval_steps):
-        raise ValueError("P-W groups evaluated at different steps cannot be merged; rerun without --reuse")
+    """The rows of two P-W groups of the same run settings as one group, in grid order. A group
+    that stopped early (``fit`` stops once every member diverged) is padded with NaN."""
+    steps = old.eval_steps if len(old.eval_steps) >= len(new.eval_steps) else new.eval_steps
+    for c in (old, new):
+        if not np.array_equal(c.eval_steps, steps[: len(c.eval_steps)]):
+            raise ValueError("P-W groups evaluated at different steps cannot be merged")
     members = list(old_members) + list(new_members)
     order = sorted(range(len(members)), key=lambda i: (members[i].seed, PW_WEIGHTS.index(members[i].w_fw), PW_WEIGHTS.index(members[i].w_rv)))
-    cat = lambda a, b: np.concatenate([a, b])[order]  # noqa: E731
-    n_old, n_new = len(old_members), len(new_members)
-    sps = (old.steps_per_second * n_old + new.steps_per_second * n_new) / (n_old + n_new)  # member-weighted
-    merged = Curves("pw", old.eval_steps, cat(old.test_nll_p, new.test_nll_p), cat(old.test_nll_q, new.test_nll_q),
-                    cat(old.log_zeta, new.log_zeta), {k: cat(old.lambdas[k], new.lambdas[k]) for k in old.lambdas},
-                    cat(old.diverged_at, new.diverged_at), sps, old.compile_seconds + new.compile_seconds, None)
+
+    def pad(a, rows):
+        a = np.full((rows, len(steps)), np.nan) if a is None else np.asarray(a, np.float64)
+        return np.pad(a, ((0, 0), (0, len(steps) - a.shape[1])), constant_values=np.nan)
+
+    def cat(a, b):
+        return np.concatenate([pad(a, len(old_members)), pad(b, len(new_members))])[order]
+
+    # the groups ran one after another: the merged rate is the one of running both
+    sps = 1.0 / (1.0 / old.steps_per_second + 1.0 / new.steps_per_second)
+    lambdas = {k: cat(old.lambdas.get(k), new.lambdas.get(k)) for k in {**old.lambdas, **new.lambdas}}
+    merged = Curves("pw", steps, cat(old.test_nll_p, new.test_nll_p), cat(old.test_nll_q, new.test_nll_q),
+                    cat(old.log_zeta, new.log_zeta), lambdas,
+                    np.concatenate([old.diverged_at, new.diverged_at])[order], sps, old.compile_seconds + new.compile_seconds, None)
     return merged, [members[i] for i in order]
 
 
@@ -150,9 +161,11 @@ def main(argv=None) -> int:
     missing = [g for g in wanted if g not in members]
     skip |= set(runs) | ({"c4"} if any(k.startswith("wgan_") for k in runs) else set())
     if missing and "pw" in runs and "pw" not in set(filter(None, args.skip.split(","))) and not args.report_only:
-        if int(runs["pw"].eval_steps[-1]) != args.pw_steps:
-            print(f"error: gmm40.json's P-W pairs ran {int(runs['pw'].eval_steps[-1])} steps, this command asks for "
-                  f"{args.pw_steps}; new pairs can only join pairs of the same length", file=sys.stderr)
+        stored = json.loads((out / "gmm40.json").read_text())["pw"].get("settings")
+        asked = pw_settings(args)
+        if stored != asked:
+            print(f"error: gmm40.json's P-W pairs ran with {stored or 'unrecorded settings'}, this command asks for "
+                  f"{asked}; new pairs can only join pairs run with the same settings", file=sys.stderr)
             return 2
         skip.discard("pw")  # add the requested pairs that gmm40.json does not hold yet
     if args.report_only:
@@ -166,7 +179,7 @@ def main(argv=None) -> int:
         # Written after every group, so an interrupted benchmark still leaves its results.
         write_report(runs, members, oracle, args, time.time() - t_start, out)
         plot(runs, members, oracle, out)
-        save_raw(runs, out, members)
+        save_raw(runs, out, members, pw_settings(args) if "pw" in runs else None)
 
     if runs:
         print(f"reusing {sorted(runs)} from {out / 'gmm40.json'}", flush=True)
@@ -218,15 +231,24 @@ def load_raw(out: Path) -> dict[str, Curves]:
     }
 
 
+def pw_settings(args) -> dict:
+    """What P-W pairs from different commands must share to be merged."""
+    return {"steps": args.pw_steps, "eval_every": min(args.eval_every, args.pw_steps), "eval_zeta": args.eval_zeta}
+
+
 def load_members(out: Path, args) -> list:
-    """The P-W members whose rows gmm40.json holds (files from before ``--pw-pairs``: the full grid)."""
+    """The P-W members whose rows gmm40.json holds (files from before ``--pw-pairs``: the full grid,
+    ``rows / 25`` seeds per pair)."""
     raw = json.loads((out / "gmm40.json").read_text()).get("pw", {})
     if "members" not in raw:
-        return pw_grid_members(args.pw_seeds, PW_WEIGHTS)
+        rows, pairs = len(raw["test_nll_p"]), len(PW_WEIGHTS) ** 2
+        if rows % pairs:
+            raise ValueError(f"gmm40.json holds {rows} P-W rows and no member list; expected a multiple of {pairs}")
+        return pw_grid_members(rows // pairs, PW_WEIGHTS)
     return [GridMember(int(s), float(a), float(b), float(c)) for s, a, b, c in raw["members"]]
 
 
-def save_raw(runs, out: Path, members: Optional[list] = None) -> None:
+def save_raw(runs, out: Path, members: Optional[list] = None, settings: Optional[dict] = None) -> None:
     raw = {
         k: {
             "eval_steps": c.eval_steps.tolist(),
@@ -242,6 +264,7 @@ def save_raw(runs, out: Path, members: Optional[list] = None) -> None:
     }
     if "pw" in raw and members:
         raw["pw"]["members"] = [[g.seed, g.w_fw, g.w_rv, g.w_prx] for g in members]
+        raw["pw"]["settings"] = settings
     (out / "gmm40.json").write_text(json.dumps(raw, allow_nan=True))
 
 
@@ -304,7 +327,7 @@ def write_report(runs, members, oracle, args, wall, out: Path) -> None:
         if k != "pw":
             L.append(_row(k, c))
     if "pw" in runs:
-        L.append(_row(f"P-W ({len(members)} of {len(PW_WEIGHTS) ** 2 * args.pw_seeds} members pooled)", runs["pw"]))
+        L.append(_row(f"P-W ({len(members)} of {len(PW_WEIGHTS) ** 2 * len({g.seed for g in members})} members pooled)", runs["pw"]))
     L.append("")
     if "pw" in runs:
         pw = runs["pw"]
@@ -342,8 +365,8 @@ def verdicts(runs, members) -> list[str]:
         n_grid = len(PW_WEIGHTS) ** 2 * len({g.seed for g in members})
         best_pw = int(np.nanargmin(pw.last))
         holds = better_last == n and steadier == n
-        word = ("holds" if holds else "does not hold") if n == n_grid else (
-            f"{'holds on' if holds else 'does not hold even on'} the {n} of {n_grid} members run so far (not decided on the grid)")
+        word = ("holds" if holds else "does not hold") if n == n_grid or not holds else (
+            f"holds on the {n} of {n_grid} members run so far (not decided until all are run)")
         V.append(
             f"- **C1 (dual p_θ ends lower and steadier than every P-W pair): {word} at this scale.** "
             f"Dual last test NLL {pm(d.last)} (steadiness {d_fl:.3f}); lower than {better_last}/{n} P-W members' last NLL and "
@@ -357,8 +380,11 @@ def verdicts(runs, members) -> list[str]:
         drift = np.nanmax(np.abs(pw.log_zeta), axis=1)
         n_drift = int(np.sum((drift > np.log(1.2)) | (pw.diverged_at >= 0)))
         holds2 = near == 1.0 and n_drift > 0
+        word2 = "holds" if holds2 else "does not hold"
+        if near == 1.0 and n_drift == 0 and n < n_grid:
+            word2 = f"not decided: no drift among the {n} of {n_grid} P-W members run so far"
         V.append(
-            f"- **C2 (dual ζ stays in [1, 1 + ε_ζ] = [1, 1.1], some P-W pairs drift): {'holds' if holds2 else 'does not hold'} at this scale.** "
+            f"- **C2 (dual ζ stays in [1, 1 + ε_ζ] = [1, 1.1], some P-W pairs drift): {word2} at this scale.** "
             f"Dual ζ̂ over all evaluations and seeds: range [{np.nanmin(z_d):.3f}, {np.nanmax(z_d):.3f}], "
             f"{100 * inside:.0f}% of evaluations inside [1, 1.1], {100 * near:.0f}% inside [0.9, 1.2]. "
             f"P-W: {n_drift}/{len(members)} members had ζ̂ outside [1/1.2, 1.2] at some evaluation (or diverged); "

@@ -64,18 +64,21 @@ def test_kept_sets_keeps_matching_and_drops_others(tmp_path, capsys):
     assert set(kept) == set(maps) == set(runs) == {"rings"}
     np.testing.assert_allclose(kept["rings"]["dual"].test_nll_p, results["rings"]["dual"].test_nll_p)
     # other steps or other seeds: nothing is kept, and the command says what it dropped
-    for args in (_args(["moons"], steps=40), _args(["moons"], seeds=3)):
+    other_eval = _args(["moons"])
+    other_eval.eval_zeta = 200
+    for args in (_args(["moons"], steps=40), _args(["moons"], seeds=3), other_eval):
         kept, maps, runs = d2.kept_sets(tmp_path, args)
         assert kept == maps == runs == {}
         err = capsys.readouterr().err
         assert "dropping" in err and "rings" in err and "gmm_grid" in err
 
 
-def test_kept_sets_without_provenance_keeps_nothing(tmp_path):
+def test_kept_sets_without_provenance_keeps_nothing(tmp_path, capsys):
     rng = np.random.default_rng(2)
     _write(tmp_path, ["rings"], 30, 2, rng)
     (tmp_path / "density2d_runs.json").unlink()  # a file from before the split: settings unknown
     assert d2.kept_sets(tmp_path, _args(["moons"])) == ({}, {}, {})
+    assert "dropping rings" in capsys.readouterr().err
 
 
 def test_report_lists_each_sets_command(tmp_path):
