@@ -72,8 +72,7 @@ def main(argv=None) -> int:
     t_start = time.time()
     if args.report_only:
         results = in_order(load_raw(out))
-        prov = out / "density2d_runs.json"
-        runs = json.loads(prov.read_text()) if prov.is_file() else {}
+        runs = load_runs(out)
         if runs:  # the report states the settings the sets ran with, not this command's defaults
             first = next(iter(runs.values()))
             for k in SETTINGS:
@@ -134,11 +133,9 @@ def kept_sets(out: Path, args) -> tuple[dict, dict, dict]:
     """The results, maps and provenance of the sets in ``out`` that this command does not train and
     that an earlier command ran with the same steps, seeds, eval_every and eval_zeta; the rest are
     dropped (with a message)."""
-    prov = out / "density2d_runs.json"
     if not (out / "density2d.json").is_file():
         return {}, {}, {}
-    raw = load_raw(out)
-    runs, maps = (json.loads(prov.read_text()) if prov.is_file() else {}), load_maps(out)
+    raw, runs, maps = load_raw(out), load_runs(out), load_maps(out)
     keep = [n for n in raw if n not in args.datasets and n in runs and n in maps
             and all(runs[n].get(k) == getattr(args, k) for k in SETTINGS)]
     dropped = [n for n in raw if n not in args.datasets and n not in keep]
@@ -146,6 +143,12 @@ def kept_sets(out: Path, args) -> tuple[dict, dict, dict]:
         print(f"density2d: dropping {', '.join(dropped)} from {out} (run with other steps, seeds, eval_every or "
               "eval_zeta than this command, or by a version that did not record them)", file=sys.stderr)
     return {n: raw[n] for n in keep}, {n: maps[n] for n in keep}, {n: runs[n] for n in keep}
+
+
+def load_runs(out: Path) -> dict:
+    """Each set's settings, command, commit and finish time (``density2d_runs.json``; {} if absent)."""
+    path = out / "density2d_runs.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def save_maps(maps: dict, out: Path) -> None:
@@ -222,15 +225,16 @@ def write_report(results, oracles, args, wall, out: Path, runs: Optional[dict] =
     L = ["# Density estimation on five 2D sets (Section 5.2, Figures 4 and 7, Appendix D.2)\n"]
     cmds = {(r["command"], r["commit"]) for n, r in (runs or {}).items() if n in results}
     if len(cmds) > 1:
-        L.append("The sets ran as separate commands (same steps and seeds); each set's command, commit and finish time (UTC):\n")
+        L.append("The sets ran as separate commands (same steps, seeds, eval_every and eval_zeta); each set's command, "
+                 "commit and finish time (UTC):\n")
         L.extend(f"- {n}: `{runs[n]['command']}` at commit `{runs[n]['commit']}`, {runs[n]['utc']}" for n in results if n in runs)
         L.append("")
         L.append(f"This file was last written by `{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`.  ")
-    else:
-        L.append(f"Command: `{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`  ")
-    if len(cmds) > 1:  # several commands: compile + training time of all the runs
-        wall = float("nan")
-    elif not np.isfinite(wall):  # keep the wall time an earlier full run wrote, if any
+        wall = float("nan")  # several commands: compile + training time of all the runs, below
+    else:  # one command: the one recorded with the sets (a --report-only rewrite keeps it)
+        cmd, commit = next(iter(cmds)) if cmds else (command_line().replace(" --report-only", ""), git_commit())
+        L.append(f"Command: `{cmd}` at commit `{commit}`  ")
+    if len(cmds) <= 1 and not np.isfinite(wall):  # keep the wall time an earlier full run wrote, if any
         wall = _previous_wall(out / "density2d.md")
     if not np.isfinite(wall):  # rebuilt from density2d.json: compile + training time of the runs
         wall = sum(c.compile_seconds + c.eval_steps[-1] / c.steps_per_second for r in results.values() for c in r.values())
