@@ -222,13 +222,63 @@ def device_string() -> str:
 _START_LOAD = os.getloadavg()  # taken when a benchmark imports this module, i.e. at its start
 
 
+def load_text(load) -> str:
+    """A load average (1, 5, 15 min) as text."""
+    return ", ".join(f"{v:.2f}" for v in load)
+
+
+def device_text() -> str:
+    return f"{device_string()}, {os.cpu_count()} CPU cores"
+
+
+def device_line() -> str:
+    return f"Device: {device_text()}.  "
+
+
 def machine_line() -> str:
     """The device and the 1-min load average at the start of this command and now, so a reader can
     tell whether the CPU was otherwise idle (load ≈ the jobs this command runs) or shared."""
-    now = os.getloadavg()
-    return (f"Device: {device_string()}, {os.cpu_count()} CPU cores; load average (1, 5, 15 min) "
-            f"{', '.join(f'{v:.2f}' for v in _START_LOAD)} at the start of this command, "
-            f"{', '.join(f'{v:.2f}' for v in now)} when this file was written.  ")
+    return (f"Device: {device_text()}; load average (1, 5, 15 min) "
+            f"{load_text(_START_LOAD)} at the start of this command, "
+            f"{load_text(os.getloadavg())} when this file was written.  ")
+
+
+def provenance() -> dict:
+    """What a results file keeps about the command that produced a run, recorded when the run ends:
+    the command, the library commit, the finish time (UTC), the device and the load average at the
+    command's start and at the run's end. A report rebuilt later (``--report-only``) states these
+    instead of the rebuilding machine's."""
+    return {"command": command_line(), "commit": git_commit(), "utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+            "device": device_text(),
+            "load_start": [round(v, 2) for v in _START_LOAD], "load_end": [round(v, 2) for v in os.getloadavg()]}
+
+
+def provenance_lines(records: dict) -> list[str]:
+    """One bullet per command behind ``records`` (run name → :func:`provenance` dict), in the order
+    the runs are listed: the runs it made, its command and commit, when it finished, the load average
+    at its start and end, and any ``remark`` stored with it. Unknown fields are said to be unknown."""
+    by_cmd: dict = {}
+    for name, r in records.items():
+        by_cmd.setdefault((r.get("command", "?"), r.get("commit", "?")), []).append((name, r))
+    lines = []
+    for (cmd, commit), named in by_cmd.items():
+        r = named[-1][1]
+        load = ("load average (1, 5, 15 min) " + load_text(r["load_start"]) + " at the command's start, "
+                + load_text(r["load_end"]) + " at the end" if r.get("load_start") and r.get("load_end")
+                else "load average not recorded")
+        remark = f"; {r['remark']}" if r.get("remark") else ""
+        lines.append(f"- {', '.join(n for n, _ in named)}: `{cmd}` at commit `{commit}`, {finished(r)}; {load}{remark}.")
+    return lines
+
+
+def finished(record: dict) -> str:
+    return f"finished {record['utc']} UTC" if record.get("utc") else "finish time not recorded"
+
+
+def notes_lines(path: Path) -> list[str]:
+    """Hand-written notes kept beside a results file (e.g. ``gmm40_notes.md``), copied into the report
+    so that regenerating it keeps them ([] if there are none)."""
+    return ["", path.read_text().rstrip()] if path.is_file() else []
 
 
 def command_line() -> str:

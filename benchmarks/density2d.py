@@ -27,7 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench2d import Curves, command_line, git_commit, machine_line, oracle_nll, pm, train_members  # noqa: E402
+from _bench2d import (  # noqa: E402
+    Curves, command_line, device_line, device_text, git_commit, load_text, machine_line, notes_lines, oracle_nll, pm,
+    provenance, provenance_lines, train_members,
+)
 
 from adasym_jax.checkpoint import Standardization  # noqa: E402
 from adasym_jax import presets  # noqa: E402
@@ -109,8 +112,7 @@ def main(argv=None) -> int:
             ev = log_densities(trainer, c.state, pts_m)
             maps[name][method] = (ev["log_p"][0] - shift, ev["log_q"][0] - shift)
         runs[name] = {"steps": args.steps, "seeds": args.seeds, "eval_every": args.eval_every, "eval_zeta": args.eval_zeta,
-                      "command": command_line(), "commit": git_commit(),
-                      "utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+                      **provenance()}
         results = in_order(results)
         # Written after every data set, so an interrupted benchmark still leaves its results.
         write_report(results, oracles, args, time.time() - t_start, out, runs)
@@ -226,19 +228,25 @@ def write_report(results, oracles, args, wall, out: Path, runs: Optional[dict] =
     cmds = {(r["command"], r["commit"]) for n, r in (runs or {}).items() if n in results}
     if len(cmds) > 1:
         L.append("The sets ran as separate commands (same steps, seeds, eval_every and eval_zeta); each set's command, "
-                 "commit and finish time (UTC):\n")
-        L.extend(f"- {n}: `{runs[n]['command']}` at commit `{runs[n]['commit']}`, {runs[n]['utc']}" for n in results if n in runs)
+                 "commit, finish time and load average:\n")
+        L.extend(provenance_lines({n: runs[n] for n in results if n in runs}))
         L.append("")
         L.append(f"This file was last written by `{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`.  ")
+        L.append(device_line())
         wall = float("nan")  # several commands: compile + training time of all the runs, below
-    else:  # one command: the one recorded with the sets (a --report-only rewrite keeps it)
-        cmd, commit = next(iter(cmds)) if cmds else (command_line().replace(" --report-only", ""), git_commit())
-        L.append(f"Command: `{cmd}` at commit `{commit}`  ")
+    elif cmds:  # one command: the one recorded with the sets (a --report-only rewrite keeps it)
+        r = [runs[n] for n in results if n in runs][-1]
+        L.append(f"Command: `{r['command']}` at commit `{r['commit']}`  ")
+        load = (f"load average (1, 5, 15 min) {load_text(r['load_start'])} at the start of the command, "
+                f"{load_text(r['load_end'])} at the end of its last set" if r.get("load_end") else "load average not recorded")
+        L.append(f"Device: {r.get('device') or device_text()}; {load}{'; ' + r['remark'] if r.get('remark') else ''}.  ")
+    else:
+        L.append(f"Command: `{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`  ")
+        L.append(machine_line())
     if len(cmds) <= 1 and not np.isfinite(wall):  # keep the wall time an earlier full run wrote, if any
         wall = _previous_wall(out / "density2d.md")
     if not np.isfinite(wall):  # rebuilt from density2d.json: compile + training time of the runs
         wall = sum(c.compile_seconds + c.eval_steps[-1] / c.steps_per_second for r in results.values() for c in r.values())
-    L.append(machine_line())
     L.append(
         f"Scale run: **{args.steps} full-batch steps per run** (the paper: 25,000), test evaluation every "
         f"{args.eval_every} steps on 10,000 test points, {args.seeds} seeds per method and set, 1000 training points. "
@@ -287,6 +295,7 @@ def write_report(results, oracles, args, wall, out: Path, runs: Optional[dict] =
         "\nThe verdict is for the scale stated above (far shorter than the paper's 25k steps); the "
         "figures `density2d_maps.png` and `density2d_nll.png` show the learned densities and per-seed NLLs."
     )
+    L.extend(notes_lines(out / "density2d_notes.md"))
     (out / "density2d.md").write_text("\n".join(L) + "\n")
     print("\n".join(L))
 

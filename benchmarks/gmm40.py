@@ -28,7 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench2d import Curves, command_line, git_commit, machine_line, oracle_nll, pm, train_members  # noqa: E402
+from _bench2d import (  # noqa: E402
+    Curves, command_line, device_line, device_text, finished, git_commit, load_text, machine_line, notes_lines,
+    oracle_nll, pm, provenance, provenance_lines, train_members,
+)
 
 from adasym_jax.baselines import PW_WEIGHTS, GridMember, init_pw_grid, pw_grid_members  # noqa: E402
 from adasym_jax import presets  # noqa: E402
@@ -156,6 +159,7 @@ def main(argv=None) -> int:
     t_start = time.time()
     base = presets.gmm40().config.replace(eval_zeta_samples=args.eval_zeta)  # D.1
     runs: dict[str, Curves] = load_raw(out) if args.reuse and (out / "gmm40.json").is_file() else {}
+    records = load_records(out) if runs else {}  # how each kept group was made (gmm40_runs.json)
     members: list = load_members(out, args) if "pw" in runs else []
     wanted = [g for g in pw_grid_members(args.pw_seeds, PW_WEIGHTS) if (g.w_fw, g.w_rv) in args.pw_pairs]
     missing = [g for g in wanted if g not in members]
@@ -171,44 +175,62 @@ def main(argv=None) -> int:
     if args.report_only:
         runs = load_raw(out)
         members = load_members(out, args) if "pw" in runs else []
-        write_report(runs, members, oracle, args, float("nan"), out)
+        write_report(runs, members, oracle, args, float("nan"), out, load_records(out))
         plot(runs, members, oracle, out)
         return 0
 
-    def report() -> None:
+    def report(*names: str) -> None:
         # Written after every group, so an interrupted benchmark still leaves its results.
-        write_report(runs, members, oracle, args, time.time() - t_start, out)
+        for name in names:
+            records[name] = provenance()
+        write_report(runs, members, oracle, args, time.time() - t_start, out, records)
         plot(runs, members, oracle, out)
         save_raw(runs, out, members, pw_settings(args) if "pw" in runs else None)
+        (out / "gmm40_runs.json").write_text(json.dumps(records, indent=2))
 
     if runs:
         print(f"reusing {sorted(runs)} from {out / 'gmm40.json'}", flush=True)
     if "dual" not in skip:
         runs["dual"] = run_group(base, args.seeds, x, test, args, "dual")
-        report()
+        report("dual")
     if "nf" not in skip:
         runs["nf"] = run_group(base.replace(method="nf"), args.seeds, x, test, args, "nf")
-        report()
+        report("nf")
     if "dual_sgd" not in skip:
         # the dual with plain projected ascent on the multipliers (Algorithm 1); the default
         # is Adam (C.3: "for optimization we use Adam"): see docs/decisions.md §3
         runs["dual_sgd"] = run_group(base.replace(dual_optimizer="sgd"), args.seeds, x, test, args, "dual_sgd")
-        report()
+        report("dual_sgd")
     if "pw" not in skip:
         trainer = Trainer(base.replace(method="weighted"), 2)
         todo = missing if "pw" in runs else wanted
         label = "pw" if len(todo) == len(PW_WEIGHTS) ** 2 * args.pw_seeds else _pair_tag(todo)
         print(f"P-W: training {len(todo)} pair(s): {', '.join(f'({g.w_fw:g}, {g.w_rv:g})' for g in todo)}", flush=True)
         new = train_members(trainer, init_pw_grid(trainer, todo), x, test, args.pw_steps, min(args.eval_every, args.pw_steps), "pw", resume_dir=_work(args, label))
+        if "pw" not in runs:  # a new P-W group: records of an earlier one no longer describe it
+            records = {k: v for k, v in records.items() if not k.startswith("pw")}
         runs["pw"], members = merge_members(runs["pw"], members, new, todo) if "pw" in runs else (new, todo)
-        report()
+        report(pw_record_name(todo))
     if "c4" not in skip:
         for lr in (1e-3, 1e-5):
             cfg = base.replace(method="wgan", lr_flow=lr, lr_ebm=1e-5, gp_weight=0.1)
             runs[f"wgan_{lr:g}"] = run_group(cfg, args.c4_seeds, x, test, args, f"wgan lr {lr:g}", steps=args.c4_steps)
             runs[f"dual_{lr:g}"] = run_group(base.replace(lr_flow=lr, lr_ebm=1e-5), args.c4_seeds, x, test, args, f"dual lr {lr:g}", steps=args.c4_steps)
-            report()
+            report(f"wgan_{lr:g}", f"dual_{lr:g}")
     return 0
+
+
+def pw_record_name(todo: list) -> str:
+    """The name under which gmm40_runs.json records the command that trained the P-W members ``todo``."""
+    pairs = sorted({(g.w_fw, g.w_rv) for g in todo}, key=lambda p: (PW_WEIGHTS.index(p[0]), PW_WEIGHTS.index(p[1])))
+    return "pw " + ("all 25 pairs" if len(pairs) == len(PW_WEIGHTS) ** 2 else ",".join(f"{a:g}:{b:g}" for a, b in pairs))
+
+
+def load_records(out: Path) -> dict:
+    """Run name → provenance (command, commit, finish time, load average) from ``gmm40_runs.json``
+    ({} if absent: results from before it was kept)."""
+    path = out / "gmm40_runs.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def load_raw(out: Path) -> dict[str, Curves]:
@@ -292,15 +314,34 @@ def _previous_wall(path: Path) -> float:
     return float(m.group(1)) * 60 if m else float("nan")
 
 
-def write_report(runs, members, oracle, args, wall, out: Path) -> None:
+def write_report(runs, members, oracle, args, wall, out: Path, records: Optional[dict] = None) -> None:
     L = []
     L.append("# 40-component GMM (Section 5.1, Figures 2–3, Appendix D.1)\n")
-    L.append(f"Command: `{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`  ")
-    if not np.isfinite(wall):  # keep the wall time an earlier full run wrote, if any
+    records = records or {}
+    cmds = {(r.get("command"), r.get("commit")) for r in records.values()}
+    unrecorded = [k for k in runs if k != "pw" and k not in records] + (
+        ["pw"] if "pw" in runs and not any(k.startswith("pw") for k in records) else [])
+    several = len(cmds) > 1 or (cmds and unrecorded)
+    if several:  # groups from several commands: each is listed under "How this file was made"
+        L.append(f"The runs came from {len(cmds)} recorded command(s){' and earlier unrecorded ones' if unrecorded else ''}, listed "
+                 f"with their commits and load averages under \"How this file was made\" at the end. This file was last written by "
+                 f"`{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`.  ")
+        L.append(device_line())
+        wall = float("nan")  # several commands: compile + training time of all the runs, below
+    elif cmds:  # one command: the one recorded with the runs (a --report-only rewrite keeps it)
+        r = list(records.values())[-1]
+        L.append(f"Command: `{r['command']}` at commit `{r['commit']}`, {finished(r)}{'; ' + r['remark'] if r.get('remark') else ''}  ")
+        load = (f"load average (1, 5, 15 min) {load_text(r['load_start'])} at the start of the command, "
+                f"{load_text(r['load_end'])} at the end of its last run" if r.get("load_start") and r.get("load_end")
+                else "load average not recorded")
+        L.append(f"Device: {r.get('device') or device_text()}; {load}.  ")
+    else:  # results from before gmm40_runs.json: only this command is known
+        L.append(f"Command: `{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`  ")
+        L.append(machine_line())
+    if not several and not np.isfinite(wall):  # keep the wall time an earlier full run wrote, if any
         wall = _previous_wall(out / "gmm40.md")
     if not np.isfinite(wall):  # report rebuilt from gmm40.json: compile + training time of the runs
         wall = sum(c.compile_seconds + c.eval_steps[-1] / c.steps_per_second for c in runs.values())
-    L.append(machine_line())
     L.append(
         f"Scale run: **{args.steps} full-batch steps per run** (the paper: 100,000), test evaluation every "
         f"{args.eval_every} steps on the 10,000 test points"
@@ -344,6 +385,12 @@ def write_report(runs, members, oracle, args, wall, out: Path) -> None:
         L.append("")
     L.append("## Verdicts\n")
     L.extend(verdicts(runs, members))
+    if several:
+        L.append("\n## How this file was made\n")
+        L.extend(provenance_lines(records))
+        if unrecorded:
+            L.append(f"- {', '.join(unrecorded)}: command not recorded (results from before gmm40_runs.json).")
+    L.extend(notes_lines(out / "gmm40_notes.md"))
     (out / "gmm40.md").write_text("\n".join(L) + "\n")
     print("\n".join(L))
 

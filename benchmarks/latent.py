@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import shlex
 import sys
 import time
@@ -23,13 +21,15 @@ from pathlib import Path
 import jax
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench2d import machine_line  # noqa: E402  (imported first: it notes the load average at the start)
+
 from adasym_jax.latent.autoencoder import reconstruct
 from adasym_jax.latent.digits import load_digits_split, to_unit
 from adasym_jax.latent.frechet import FrechetDigits, train_digits_classifier
 from adasym_jax.latent.grid import save_grids
 from adasym_jax.latent.run import PAPER_CONFIG, AutoencoderSettings, Recipe, fit_autoencoder, run_images, run_pixels
 
-_START_LOAD = os.getloadavg()  # at the start of the command, for the report
 ROOT = Path(__file__).resolve().parent
 
 
@@ -199,11 +199,9 @@ def _write_md(path: Path, args, cmd, acc, floor, ae_rows, results, pix, base, re
     )
     L = []
     L.append("# Section 5.3 at digits scale: adasym vs NF on autoencoder latents (claim C6)\n")
-    now = os.getloadavg()
-    L.append(f"Command: `{cmd}` — total {total / 60:.1f} min on {os.cpu_count()} CPU cores, load average (1, 5, 15 min) "
-             f"{', '.join(f'{v:.2f}' for v in _START_LOAD)} at the start and {', '.join(f'{v:.2f}' for v in now)} at the end "
-             f"(a load well above the core count means other jobs shared the CPU; timings are only comparable within "
-             f"this run). {platform.machine()}, jax {jax.__version__}.\n")
+    L.append(f"Command: `{cmd}` — total {total / 60:.1f} min.  ")
+    L.append(machine_line() + "A load well above the core count means other jobs shared the CPU; timings are only "
+             "comparable within this run.\n")
     L.append("CelebA is not available offline, so this is scikit-learn's bundled 8×8 digits (1,797 images; "
              "1,438 train / 359 test, fixed split). **FDD = Fréchet digits distance**: the Fréchet distance between "
              "Gaussians fitted to the 64-unit penultimate layer of a small MLP classifier trained here on the training "

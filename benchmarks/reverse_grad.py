@@ -11,16 +11,16 @@ last test NLL of p_θ (mean ± std over seeds), last log ζ̂, steps per second.
 from __future__ import annotations
 
 import argparse
-import platform
-import os
 import sys
 import time
 from pathlib import Path
 
-import jax
 import numpy as np
 
-import adasym_jax as aj
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench2d import machine_line  # noqa: E402  (imported first: it notes the load average at the start)
+
+import adasym_jax as aj  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -54,9 +54,7 @@ def main(argv=None) -> None:
         "",
         f"Command: `python benchmarks/reverse_grad.py --datasets {args.datasets} --steps {args.steps} "
         f"--eval-every {args.eval_every} --seeds {args.seeds}`  ",
-        f"Device: {jax.devices()[0].platform} ({platform.machine()}), jax {jax.__version__}, Python "
-        f"{sys.version.split()[0]}; load average (1, 5, 15 min) at this write "
-        f"{', '.join(f'{v:.2f}' for v in os.getloadavg())} on {os.cpu_count()} cores.  ",
+        machine_line(),
         f"Scale: {args.steps} full-batch steps per run (the paper's 2D runs: 25,000), {args.seeds} seeds vmapped, "
         f"D.1/D.2 settings otherwise (TrainConfig defaults). Wall time {(time.time() - t_start) / 60:.1f} min.",
         "",

@@ -1,0 +1,73 @@
+"""The 2D benchmarks record how each run was made (command, commit, finish time, load average) and
+a report rebuilt later states those, not the rebuilding command's; hand-written notes beside a
+results file survive a regeneration. Unit level: fake curves, no training."""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import _bench2d  # noqa: E402
+import gmm40  # noqa: E402
+from _bench2d import Curves  # noqa: E402
+
+
+def _curves(rng, members=2, evals=4):
+    v = rng.normal(size=(members, evals))
+    return Curves("x", np.arange(1, evals + 1) * 10, v, v + 1.0, np.zeros_like(v), {}, np.full(members, -1), 5.0, 1.0, None)
+
+
+def _args():
+    return argparse.Namespace(steps=40, eval_every=10, seeds=2, pw_seeds=1, c4_seeds=2, eval_zeta=100)
+
+
+def _rec(cmd, commit, load=(0.1, 0.2, 0.3)):
+    return {"command": cmd, "commit": commit, "utc": "2026-01-01 00:00:00", "device": "cpu (test), 2 CPU cores",
+            "load_start": list(load), "load_end": [1.9, 1.5, 1.0]}
+
+
+def test_provenance_records_this_command():
+    r = _bench2d.provenance()
+    assert r["command"] == _bench2d.command_line() and r["commit"] == _bench2d.git_commit()
+    assert len(r["load_start"]) == 3 and len(r["load_end"]) == 3
+
+
+def test_provenance_lines_group_runs_by_command():
+    recs = {"dual": _rec("python a", "aaa"), "nf": _rec("python a", "aaa"), "pw 5:1": {"command": "python b", "commit": "bbb"}}
+    lines = _bench2d.provenance_lines(recs)
+    assert len(lines) == 2
+    assert lines[0].startswith("- dual, nf: `python a` at commit `aaa`") and "0.10, 0.20, 0.30 at the command's start" in lines[0]
+    assert lines[1].startswith("- pw 5:1: `python b` at commit `bbb`") and "load average not recorded" in lines[1]
+
+
+def test_gmm40_report_states_the_recorded_commands_not_the_rewriting_one(tmp_path):
+    rng = np.random.default_rng(0)
+    runs = {"dual": _curves(rng), "nf": _curves(rng)}
+    # one command made both runs: its command and load are in the header
+    one = {"dual": _rec("python benchmarks/gmm40.py --steps 40", "aaa1111"), "nf": _rec("python benchmarks/gmm40.py --steps 40", "aaa1111")}
+    gmm40.write_report(runs, [], -0.38, _args(), float("nan"), tmp_path, one)
+    text = (tmp_path / "gmm40.md").read_text()
+    assert "Command: `python benchmarks/gmm40.py --steps 40` at commit `aaa1111`" in text
+    assert "0.10, 0.20, 0.30 at the start of the command, 1.90, 1.50, 1.00 at the end" in text
+    assert "How this file was made" not in text
+    # two commands: each is listed with the runs it made, and notes beside the file are kept
+    two = {"dual": _rec("python one", "aaa1111"), "nf": _rec("python two", "bbb2222", (0.0, 0.0, 0.0))}
+    (tmp_path / "gmm40_notes.md").write_text("## Notes\n\nwritten by hand")
+    gmm40.write_report(runs, [], -0.38, _args(), float("nan"), tmp_path, two)
+    text = (tmp_path / "gmm40.md").read_text()
+    assert "## How this file was made" in text
+    assert "- dual: `python one` at commit `aaa1111`" in text and "- nf: `python two` at commit `bbb2222`" in text
+    assert text.rstrip().endswith("written by hand")
+    # a run with no record is named as such
+    gmm40.write_report(runs, [], -0.38, _args(), float("nan"), tmp_path, {"dual": _rec("python one", "aaa1111")})
+    assert "- nf: command not recorded" in (tmp_path / "gmm40.md").read_text()
+
+
+def test_pw_record_name_lists_pairs_in_grid_order():
+    from adasym_jax.baselines import PW_WEIGHTS, GridMember, pw_grid_members
+
+    assert gmm40.pw_record_name([GridMember(0, 5.0, 1.0, 1.0), GridMember(0, 0.2, 5.0, 1.0)]) == "pw 0.2:5,5:1"
+    assert gmm40.pw_record_name(pw_grid_members(1, PW_WEIGHTS)) == "pw all 25 pairs"
