@@ -498,7 +498,7 @@ def bench_before_after(base, x, steps: int, repeats: int, calls: int) -> dict[st
 # ---------------------------------------------------------------------------------------
 _BUCKETS = (
     ("layer-scan bookkeeping (stacking/slicing residuals, copies)", ("dynamic_update_slice", "dynamic_slice")),
-    ("flow: conditioner MLP", ("_Conditioner",)),
+    ("flow: conditioner MLP", ("_Conditioner", "_MaskedLayer")),  # coupling / autoregressive conditioners
     ("flow: spline arithmetic, masks, log-det", ("couplings", "SplineFlow")),
     ("EBM: LayerNorm (fwd+bwd)", ("LayerNorm",)),
     ("EBM: backward (excl. LayerNorm)", ("transpose(jvp(ResidualEBM",)),
@@ -603,7 +603,6 @@ def run(args) -> dict[str, Any]:
     res: dict[str, Any] = {"env": env_info(), "settings": {
         "data": "gmm40 train (800 points, full batch)", "config": aj.TrainConfig().to_dict(),
         "steps_per_call": args.steps, "repeats": args.repeats, "num_seeds": NUM_SEEDS,
-        "machine_shared": "yes: other agents used the same 2 CPU cores during the run",
     }}
 
     def log(msg):
@@ -673,9 +672,9 @@ def to_markdown(res: dict[str, Any], title: str = "Speed on the 40-GMM settings 
         f"JAX {env['jax']}, jaxlib {env['jaxlib']}, Python {env['python']}.",
         f"- Threads: {env['xla_cpu_threads_note']}; thread environment: {_thread_env(env)}.",
         f"- Run: {env['utc_start']} → {env.get('utc_end', '?')} UTC; load average (1/5/15 min) at start "
-        f"{env['load_average_start']}, at end {env.get('load_average_end')}. **The machine was shared with other "
-        "agents' jobs during the run**, so absolute times are noisy; compare figures within this file only.",
-        f"- Settings: {s['data']}, M = {s['config']['num_zeta_samples']}, flow {s['config']['num_transforms']} × "
+        f"{env['load_average_start']}, at end {env.get('load_average_end')} (a 1-min load well above the threads this "
+        "run uses means other jobs shared the CPU); compare figures within this file only.",
+        f"- Settings: {s['data']}, M = {s['config']['num_zeta_samples']}, {s['config'].get('flow', 'coupling')} flow {s['config']['num_transforms']} × "
         f"{s['config']['num_bins']} bins (hidden {tuple(s['config']['flow_hidden'])}), EBM {s['config']['ebm_blocks']} × "
         f"{s['config']['ebm_hidden']}; {s['steps_per_call']} steps per compiled call (`lax.scan`), best of "
         f"{s['repeats']} interleaved repeats.",
