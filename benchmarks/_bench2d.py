@@ -231,10 +231,6 @@ def device_text() -> str:
     return f"{device_string()}, {os.cpu_count()} CPU cores"
 
 
-def device_line() -> str:
-    return f"Device: {device_text()}.  "
-
-
 def machine_line() -> str:
     """The device and the 1-min load average at the start of this command and now, so a reader can
     tell whether the CPU was otherwise idle (load ≈ the jobs this command runs) or shared."""
@@ -253,21 +249,35 @@ def provenance() -> dict:
             "load_start": [round(v, 2) for v in _START_LOAD], "load_end": [round(v, 2) for v in os.getloadavg()]}
 
 
+def _load(r: dict, end: str) -> str:
+    if r.get("load_start") and r.get("load_end"):
+        return (f"load average (1, 5, 15 min) {load_text(r['load_start'])} at the command's start, "
+                f"{load_text(r['load_end'])} at the end of {end}")
+    return "load average not recorded"
+
+
+def record_lines(r: dict) -> list[str]:
+    """A report's header for runs that one recorded command made: its command and commit, when it
+    finished, its device and load average, and any ``remark`` (fields entered by hand may be None)."""
+    remark = f"; {r['remark']}" if r.get("remark") else ""
+    return [f"Command: `{r.get('command') or '?'}` at commit `{r.get('commit') or '?'}`, {finished(r)}{remark}  ",
+            f"Device: {r.get('device') or 'not recorded'}; {_load(r, 'its last run')}.  "]
+
+
 def provenance_lines(records: dict) -> list[str]:
     """One bullet per command behind ``records`` (run name → :func:`provenance` dict), in the order
-    the runs are listed: the runs it made, its command and commit, when it finished, the load average
-    at its start and end, and any ``remark`` stored with it. Unknown fields are said to be unknown."""
+    the runs are listed: the runs it made, its command and commit, when it finished, its device, the
+    load average at its start and end, and any ``remark`` stored with it. Unknown fields are said to
+    be unknown."""
     by_cmd: dict = {}
     for name, r in records.items():
-        by_cmd.setdefault((r.get("command", "?"), r.get("commit", "?")), []).append((name, r))
+        by_cmd.setdefault((r.get("command") or "?", r.get("commit") or "?"), []).append((name, r))
     lines = []
     for (cmd, commit), named in by_cmd.items():
         r = named[-1][1]
-        load = ("load average (1, 5, 15 min) " + load_text(r["load_start"]) + " at the command's start, "
-                + load_text(r["load_end"]) + " at the end" if r.get("load_start") and r.get("load_end")
-                else "load average not recorded")
         remark = f"; {r['remark']}" if r.get("remark") else ""
-        lines.append(f"- {', '.join(n for n, _ in named)}: `{cmd}` at commit `{commit}`, {finished(r)}; {load}{remark}.")
+        lines.append(f"- {', '.join(n for n, _ in named)}: `{cmd}` at commit `{commit}`, {finished(r)}, on "
+                     f"{r.get('device') or 'a device not recorded'}; {_load(r, 'its last run')}{remark}.")
     return lines
 
 

@@ -28,8 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench2d import (  # noqa: E402
-    Curves, command_line, device_line, device_text, git_commit, load_text, machine_line, notes_lines, oracle_nll, pm,
-    provenance, provenance_lines, train_members,
+    Curves, command_line, git_commit, machine_line, notes_lines, oracle_nll, pm, provenance, provenance_lines,
+    record_lines, train_members,
 )
 
 from adasym_jax.checkpoint import Standardization  # noqa: E402
@@ -225,21 +225,16 @@ def _previous_wall(path: Path) -> float:
 
 def write_report(results, oracles, args, wall, out: Path, runs: Optional[dict] = None) -> None:
     L = ["# Density estimation on five 2D sets (Section 5.2, Figures 4 and 7, Appendix D.2)\n"]
-    cmds = {(r["command"], r["commit"]) for n, r in (runs or {}).items() if n in results}
+    cmds = {(r.get("command"), r.get("commit")) for n, r in (runs or {}).items() if n in results}
     if len(cmds) > 1:
         L.append("The sets ran as separate commands (same steps, seeds, eval_every and eval_zeta); each set's command, "
-                 "commit, finish time and load average:\n")
+                 "commit, finish time, device and load average:\n")
         L.extend(provenance_lines({n: runs[n] for n in results if n in runs}))
         L.append("")
-        L.append(f"This file was last written by `{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`.  ")
-        L.append(device_line())
+        L.append(f"This file was last written by `{command_line()}` at commit `{git_commit()}`.  ")
         wall = float("nan")  # several commands: compile + training time of all the runs, below
     elif cmds:  # one command: the one recorded with the sets (a --report-only rewrite keeps it)
-        r = [runs[n] for n in results if n in runs][-1]
-        L.append(f"Command: `{r['command']}` at commit `{r['commit']}`  ")
-        load = (f"load average (1, 5, 15 min) {load_text(r['load_start'])} at the start of the command, "
-                f"{load_text(r['load_end'])} at the end of its last set" if r.get("load_end") else "load average not recorded")
-        L.append(f"Device: {r.get('device') or device_text()}; {load}{'; ' + r['remark'] if r.get('remark') else ''}.  ")
+        L.extend(record_lines([runs[n] for n in results if n in runs][-1]))
     else:
         L.append(f"Command: `{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`  ")
         L.append(machine_line())
@@ -253,7 +248,9 @@ def write_report(results, oracles, args, wall, out: Path, runs: Optional[dict] =
         "Models and LRs as D.2 (NSF 5 × 8 bins, EBM 6 blocks × 64, M = 1000, LR θ 1e-3, ψ 1e-4, λ 1e-4, "
         "λ_ζ 1e-3, ε_ζ 0.1, B.7 form, λ₀ = 0.01). The spiral is standardized; NLLs are in data units. "
         f"q̃_ψ's NLL uses ζ̂ from {args.eval_zeta} flow samples. "
-        f"Paper scale: add `--paper-scale`. Wall time {wall / 60:.1f} min (compiles included).\n"
+        "Paper scale: add `--paper-scale`. "
+        + (f"Compile + training time of all sets, added over their commands: {wall / 60:.1f} min.\n" if len(cmds) > 1
+           else f"Wall time {wall / 60:.1f} min (compiles included).\n")
     )
     paper_hours = sum(PAPER["steps"] / c.steps_per_second for r in results.values() for c in r.values()) / 3600
     L.append(

@@ -29,8 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench2d import (  # noqa: E402
-    Curves, command_line, device_line, device_text, finished, git_commit, load_text, machine_line, notes_lines,
-    oracle_nll, pm, provenance, provenance_lines, train_members,
+    Curves, command_line, git_commit, machine_line, notes_lines, oracle_nll, pm, provenance, provenance_lines,
+    record_lines, train_members,
 )
 
 from adasym_jax.baselines import PW_WEIGHTS, GridMember, init_pw_grid, pw_grid_members  # noqa: E402
@@ -190,6 +190,9 @@ def main(argv=None) -> int:
 
     if runs:
         print(f"reusing {sorted(runs)} from {out / 'gmm40.json'}", flush=True)
+    elif (out / "gmm40_notes.md").is_file():
+        print(f"warning: {out / 'gmm40_notes.md'} describes earlier results and is copied into the new report; "
+              "edit or remove it once this run ends", file=sys.stderr)
     if "dual" not in skip:
         runs["dual"] = run_group(base, args.seeds, x, test, args, "dual")
         report("dual")
@@ -224,6 +227,14 @@ def pw_record_name(todo: list) -> str:
     """The name under which gmm40_runs.json records the command that trained the P-W members ``todo``."""
     pairs = sorted({(g.w_fw, g.w_rv) for g in todo}, key=lambda p: (PW_WEIGHTS.index(p[0]), PW_WEIGHTS.index(p[1])))
     return "pw " + ("all 25 pairs" if len(pairs) == len(PW_WEIGHTS) ** 2 else ",".join(f"{a:g}:{b:g}" for a, b in pairs))
+
+
+def record_pairs(name: str) -> set:
+    """The (w_fw, w_rv) pairs a ``pw …`` record name (:func:`pw_record_name`) covers."""
+    body = name[len("pw "):]
+    if body == "all 25 pairs":
+        return {(a, b) for a in PW_WEIGHTS for b in PW_WEIGHTS}
+    return {(float(a), float(b)) for a, b in (p.split(":") for p in body.split(","))}
 
 
 def load_records(out: Path) -> dict:
@@ -319,22 +330,21 @@ def write_report(runs, members, oracle, args, wall, out: Path, records: Optional
     L.append("# 40-component GMM (Section 5.1, Figures 2–3, Appendix D.1)\n")
     records = records or {}
     cmds = {(r.get("command"), r.get("commit")) for r in records.values()}
-    unrecorded = [k for k in runs if k != "pw" and k not in records] + (
-        ["pw"] if "pw" in runs and not any(k.startswith("pw") for k in records) else [])
-    several = len(cmds) > 1 or (cmds and unrecorded)
+    unrecorded = [k for k in runs if k != "pw" and k not in records]
+    if "pw" in runs:
+        recorded_pairs = {pair for k in records if k.startswith("pw ") for pair in record_pairs(k)}
+        missing_pairs = sorted({(g.w_fw, g.w_rv) for g in members} - recorded_pairs,
+                               key=lambda q: (PW_WEIGHTS.index(q[0]), PW_WEIGHTS.index(q[1])))
+        if missing_pairs:
+            unrecorded.append("pw " + ",".join(f"{a:g}:{b:g}" for a, b in missing_pairs))
+    several = len(cmds) > 1 or bool(cmds and unrecorded)
     if several:  # groups from several commands: each is listed under "How this file was made"
         L.append(f"The runs came from {len(cmds)} recorded command(s){' and earlier unrecorded ones' if unrecorded else ''}, listed "
-                 f"with their commits and load averages under \"How this file was made\" at the end. This file was last written by "
-                 f"`{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`.  ")
-        L.append(device_line())
+                 f"with their commits, devices and load averages under \"How this file was made\" at the end. This file was last "
+                 f"written by `{command_line()}` at commit `{git_commit()}`.  ")
         wall = float("nan")  # several commands: compile + training time of all the runs, below
     elif cmds:  # one command: the one recorded with the runs (a --report-only rewrite keeps it)
-        r = list(records.values())[-1]
-        L.append(f"Command: `{r['command']}` at commit `{r['commit']}`, {finished(r)}{'; ' + r['remark'] if r.get('remark') else ''}  ")
-        load = (f"load average (1, 5, 15 min) {load_text(r['load_start'])} at the start of the command, "
-                f"{load_text(r['load_end'])} at the end of its last run" if r.get("load_start") and r.get("load_end")
-                else "load average not recorded")
-        L.append(f"Device: {r.get('device') or device_text()}; {load}.  ")
+        L.extend(record_lines(list(records.values())[-1]))
     else:  # results from before gmm40_runs.json: only this command is known
         L.append(f"Command: `{command_line().replace(' --report-only', '')}` at commit `{git_commit()}`  ")
         L.append(machine_line())
@@ -349,7 +359,9 @@ def write_report(runs, members, oracle, args, wall, out: Path, records: Optional
         + f"; {args.seeds} seeds for dual and NF, {args.pw_seeds} "
         f"seed(s) per P-W pair, {args.c4_seeds} seeds per C4 setting. Models and learning rates as D.1 "
         f"(NSF 5 transforms × 8 bins, EBM 6 blocks × 64, M = 1000, LR θ 1e-3, ψ 1e-4, λ 1e-4, λ_ζ 1e-3, "
-        f"ε_ζ 0.1, B.7 form, λ₀ = 0.01). Paper scale: add `--paper-scale`. Wall time {wall / 60:.1f} min (compiles included).  "
+        f"ε_ζ 0.1, B.7 form, λ₀ = 0.01). Paper scale: add `--paper-scale`. "
+        + (f"Compile + training time of all runs, added over their commands: {wall / 60:.1f} min.  " if several
+           else f"Wall time {wall / 60:.1f} min (compiles included).  ")
     )
     paper_hours = sum(PAPER["steps"] / c.steps_per_second for c in runs.values()) / 3600
     L.append(

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench2d import machine_line  # noqa: E402  (imported first: it notes the load average at the start)
+from _bench2d import machine_line  # noqa: E402  (imported before training: it notes the load average at the start)
 
 from adasym_jax.latent.autoencoder import reconstruct
 from adasym_jax.latent.digits import load_digits_split, to_unit

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench2d import machine_line  # noqa: E402  (imported first: it notes the load average at the start)
+from _bench2d import machine_line  # noqa: E402  (imported before training: it notes the load average at the start)
 
 import adasym_jax as aj  # noqa: E402
 

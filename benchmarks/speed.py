@@ -498,7 +498,7 @@ def bench_before_after(base, x, steps: int, repeats: int, calls: int) -> dict[st
 # ---------------------------------------------------------------------------------------
 _BUCKETS = (
     ("layer-scan bookkeeping (stacking/slicing residuals, copies)", ("dynamic_update_slice", "dynamic_slice")),
-    ("flow: conditioner MLP", ("_Conditioner", "_MaskedLayer")),  # coupling / autoregressive conditioners
+    ("flow: conditioner MLP", ("_Conditioner", "made_conditioner")),  # coupling / autoregressive (MADE) conditioners
     ("flow: spline arithmetic, masks, log-det", ("couplings", "SplineFlow")),
     ("EBM: LayerNorm (fwd+bwd)", ("LayerNorm",)),
     ("EBM: backward (excl. LayerNorm)", ("transpose(jvp(ResidualEBM",)),

@@ -29,10 +29,13 @@ def _rec(cmd, commit, load=(0.1, 0.2, 0.3)):
             "load_start": list(load), "load_end": [1.9, 1.5, 1.0]}
 
 
-def test_provenance_records_this_command():
+def test_provenance_load_is_taken_at_start_and_at_the_call(monkeypatch):
+    monkeypatch.setattr(_bench2d, "_START_LOAD", (0.5, 0.25, 0.125))
+    monkeypatch.setattr(_bench2d.os, "getloadavg", lambda: (1.75, 1.5, 1.25))
     r = _bench2d.provenance()
-    assert r["command"] == _bench2d.command_line() and r["commit"] == _bench2d.git_commit()
-    assert len(r["load_start"]) == 3 and len(r["load_end"]) == 3
+    assert r["load_start"] == [0.5, 0.25, 0.12] or r["load_start"] == [0.5, 0.25, 0.13]
+    assert r["load_end"] == [1.75, 1.5, 1.25]
+    assert "load average (1, 5, 15 min) 0.50, 0.25" in _bench2d.record_lines(r)[1]
 
 
 def test_provenance_lines_group_runs_by_command():
@@ -41,6 +44,10 @@ def test_provenance_lines_group_runs_by_command():
     assert len(lines) == 2
     assert lines[0].startswith("- dual, nf: `python a` at commit `aaa`") and "0.10, 0.20, 0.30 at the command's start" in lines[0]
     assert lines[1].startswith("- pw 5:1: `python b` at commit `bbb`") and "load average not recorded" in lines[1]
+    assert "on cpu (test), 2 CPU cores" in lines[0] and "a device not recorded" in lines[1]
+    # fields entered by hand as None are said to be unknown, not printed as None
+    hand = _bench2d.record_lines({"command": "python c", "commit": None, "utc": None, "load_start": None, "load_end": [1, 1, 1]})
+    assert "None" not in " ".join(hand) and "finish time not recorded" in hand[0] and "load average not recorded" in hand[1]
 
 
 def test_gmm40_report_states_the_recorded_commands_not_the_rewriting_one(tmp_path):
@@ -51,7 +58,7 @@ def test_gmm40_report_states_the_recorded_commands_not_the_rewriting_one(tmp_pat
     gmm40.write_report(runs, [], -0.38, _args(), float("nan"), tmp_path, one)
     text = (tmp_path / "gmm40.md").read_text()
     assert "Command: `python benchmarks/gmm40.py --steps 40` at commit `aaa1111`" in text
-    assert "0.10, 0.20, 0.30 at the start of the command, 1.90, 1.50, 1.00 at the end" in text
+    assert "0.10, 0.20, 0.30 at the command's start, 1.90, 1.50, 1.00 at the end" in text
     assert "How this file was made" not in text
     # two commands: each is listed with the runs it made, and notes beside the file are kept
     two = {"dual": _rec("python one", "aaa1111"), "nf": _rec("python two", "bbb2222", (0.0, 0.0, 0.0))}
@@ -71,3 +78,18 @@ def test_pw_record_name_lists_pairs_in_grid_order():
 
     assert gmm40.pw_record_name([GridMember(0, 5.0, 1.0, 1.0), GridMember(0, 0.2, 5.0, 1.0)]) == "pw 0.2:5,5:1"
     assert gmm40.pw_record_name(pw_grid_members(1, PW_WEIGHTS)) == "pw all 25 pairs"
+
+
+def test_gmm40_report_names_pw_pairs_without_a_record(tmp_path):
+    from adasym_jax.baselines import GridMember
+
+    rng = np.random.default_rng(1)
+    members = [GridMember(0, 0.2, 0.2, 1.0), GridMember(0, 5.0, 1.0, 1.0), GridMember(0, 5.0, 5.0, 1.0)]
+    runs = {"dual": _curves(rng), "pw": _curves(rng, members=3)}
+    # (5, 1) was added by a recorded command; (0.2, 0.2) and (5, 5) came from before records were kept
+    recs = {"dual": _rec("python one", "aaa1111"), "pw 5:1": _rec("python two", "bbb2222")}
+    gmm40.write_report(runs, members, -0.38, _args(), float("nan"), tmp_path, recs)
+    text = (tmp_path / "gmm40.md").read_text()
+    assert "- pw 0.2:0.2,5:5: command not recorded" in text
+    assert "Compile + training time of all runs, added over their commands" in text
+    assert gmm40.record_pairs("pw 0.2:5,5:1") == {(0.2, 5.0), (5.0, 1.0)} and len(gmm40.record_pairs("pw all 25 pairs")) == 25
