@@ -158,26 +158,28 @@ def main(argv=None) -> int:
     oracle = oracle_nll(DATASETS["gmm40"].log_prob, test)
     t_start = time.time()
     base = presets.gmm40().config.replace(eval_zeta_samples=args.eval_zeta)  # D.1
-    runs: dict[str, Curves] = load_raw(out) if args.reuse and (out / "gmm40.json").is_file() else {}
+    path = out / "gmm40.json"
+    if args.report_only and not path.is_file():
+        print(f"error: {path} not found; --report-only rewrites a report from it", file=sys.stderr)
+        return 2
+    raw = json.loads(path.read_text()) if (args.reuse or args.report_only) and path.is_file() else {}
+    runs: dict[str, Curves] = curves_from_json(raw)
     records = load_records(out) if runs else {}  # how each kept group was made (gmm40_runs.json)
-    members: list = load_members(out, args) if "pw" in runs else []
+    members: list = members_from_json(raw["pw"]) if "pw" in raw else []
+    if args.report_only:
+        write_report(runs, members, oracle, args, float("nan"), out, records)
+        plot(runs, members, oracle, out)
+        return 0
     wanted = [g for g in pw_grid_members(args.pw_seeds, PW_WEIGHTS) if (g.w_fw, g.w_rv) in args.pw_pairs]
     missing = [g for g in wanted if g not in members]
     skip |= set(runs) | ({"c4"} if any(k.startswith("wgan_") for k in runs) else set())
-    if missing and "pw" in runs and "pw" not in set(filter(None, args.skip.split(","))) and not args.report_only:
-        stored = json.loads((out / "gmm40.json").read_text())["pw"].get("settings")
-        asked = pw_settings(args)
+    if missing and "pw" in runs and "pw" not in set(filter(None, args.skip.split(","))):
+        stored, asked = raw["pw"].get("settings"), pw_settings(args)
         if stored != asked:
             print(f"error: gmm40.json's P-W pairs ran with {stored or 'unrecorded settings'}, this command asks for "
                   f"{asked}; new pairs can only join pairs run with the same settings", file=sys.stderr)
             return 2
         skip.discard("pw")  # add the requested pairs that gmm40.json does not hold yet
-    if args.report_only:
-        runs = load_raw(out)
-        members = load_members(out, args) if "pw" in runs else []
-        write_report(runs, members, oracle, args, float("nan"), out, load_records(out))
-        plot(runs, members, oracle, out)
-        return 0
 
     def report(*names: str) -> None:
         # Written after every group, so an interrupted benchmark still leaves its results.
@@ -244,8 +246,8 @@ def load_records(out: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def load_raw(out: Path) -> dict[str, Curves]:
-    raw = json.loads((out / "gmm40.json").read_text())
+def curves_from_json(raw: dict) -> dict[str, Curves]:
+    """The groups' curves from gmm40.json's content."""
     arr = lambda v: np.asarray(v, np.float64)  # noqa: E731
     return {
         k: Curves(
@@ -269,10 +271,9 @@ def pw_settings(args) -> dict:
     return {"steps": args.pw_steps, "eval_every": min(args.eval_every, args.pw_steps), "eval_zeta": args.eval_zeta}
 
 
-def load_members(out: Path, args) -> list:
-    """The P-W members whose rows gmm40.json holds (files from before ``--pw-pairs``: the full grid,
-    ``rows / 25`` seeds per pair)."""
-    raw = json.loads((out / "gmm40.json").read_text()).get("pw", {})
+def members_from_json(raw: dict) -> list:
+    """The P-W members whose rows gmm40.json's ``pw`` entry holds (files from before ``--pw-pairs``:
+    the full grid, ``rows / 25`` seeds per pair)."""
     if "members" not in raw:
         rows, pairs = len(raw["test_nll_p"]), len(PW_WEIGHTS) ** 2
         if rows % pairs:
