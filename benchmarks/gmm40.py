@@ -510,6 +510,11 @@ def plot(runs, members, oracle, out: Path) -> None:
         for row in d.log_zeta:
             ax[1].plot(d.eval_steps, row, color="tab:red", lw=1.2)
         ax[0].axhline(oracle, color="k", ls=":", lw=0.8, label="true density")
+        both = np.concatenate([pw.test_nll_p.ravel(), d.test_nll_p.ravel()])
+        both = both[np.isfinite(both)]
+        if both.size:  # one spike should not flatten every curve: clip the axis at the 98th percentile
+            top = float(np.percentile(both, 98))
+            ax[0].set_ylim(min(oracle, float(both.min())) - 0.05, top + 0.25 * (top - min(oracle, float(both.min()))))
         ax[0].set(xlabel="step", ylabel="test NLL of p_θ", title=f"dual (red) vs {len(members)} P-W members (gray)")
         ax[0].legend()
         ax[1].axhspan(0.0, np.log(1.1), color="tab:green", alpha=0.15)

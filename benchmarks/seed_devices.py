@@ -1,0 +1,115 @@
+"""Seeds over host devices: does splitting the seed axis over several XLA CPU devices use cores that
+one vmapped program leaves idle?
+
+The jax.profiler trace of the 5-seed dual step (``speed.py --sections trace``) shows XLA's ops busy
+for about as long as the step's wall time summed over both worker threads, i.e. one core mostly
+idle. This benchmark times the D.1 dual chunk (the code path ``fit`` and ``adasym train`` run) for
+S vmapped seeds on one CPU device against the same S seeds placed over ``--devices`` host devices
+with :func:`adasym_jax.shard_seeds`, in one process, interleaved, and checks that both give the same
+parameters after the timed steps.
+
+    python benchmarks/seed_devices.py                     # 2 host devices, S = 2, 4, 6
+    python benchmarks/seed_devices.py --seeds 4 --steps 20
+
+Writes ``benchmarks/results/seed_devices.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _flag_devices(argv) -> int:
+    for i, a in enumerate(argv):
+        if a == "--devices" and i + 1 < len(argv):
+            return int(argv[i + 1])
+        if a.startswith("--devices="):
+            return int(a.split("=", 1)[1])
+    return 2
+
+
+# The host device count must be set before JAX starts.
+if "--xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={_flag_devices(sys.argv)}").strip()
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import adasym_jax as aj  # noqa: E402
+from _bench2d import command_line, git_commit, machine_line  # noqa: E402
+from speed import RESULTS, block, compile_chunk, d1_data  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--devices", type=int, default=2, help="host CPU devices to split the seeds over (set before JAX starts)")
+    p.add_argument("--seeds", default="2,4,6", help="seed counts, each a multiple of --devices")
+    p.add_argument("--steps", type=int, default=20, help="steps per compiled call")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", default=str(RESULTS / "seed_devices"))
+    args = p.parse_args(argv)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    devices = jax.devices()
+    if len(devices) < args.devices:
+        print(f"error: {len(devices)} device(s) visible, --devices {args.devices} asked (XLA_FLAGS set before JAX started?)", file=sys.stderr)
+        return 2
+    if any(s % args.devices for s in seeds):
+        print(f"error: every seed count must be a multiple of --devices {args.devices}: {seeds}", file=sys.stderr)
+        return 2
+    x, _ = d1_data()
+    trainer = aj.Trainer(aj.TrainConfig(), 2)
+    progs = {}
+    for s in seeds:
+        for placed in ("one device", f"{args.devices} devices"):
+            state = trainer.init(s)
+            state = jax.device_put(state, devices[0]) if placed == "one device" else aj.shard_seeds(state, devices[: args.devices])
+            fn, compile_s, _, _ = compile_chunk(trainer, state, x, args.steps)
+            state = block(fn(state, x, None)[0])
+            progs[(s, placed)] = [fn, state, compile_s, []]
+            print(f"[{time.strftime('%H:%M:%S')}] compiled S={s} on {placed} in {compile_s:.1f} s", flush=True)
+    for _ in range(args.repeats):  # interleaved: every placement sees the same machine state
+        for key, e in progs.items():
+            t0 = time.perf_counter()
+            e[1] = block(e[0](e[1], x, None)[0])
+            e[3].append((time.perf_counter() - t0) / args.steps)
+    rows = []
+    for s in seeds:
+        one, many = progs[(s, "one device")], progs[(s, f"{args.devices} devices")]
+        gap = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in
+                  zip(jax.tree.leaves(one[1].params), jax.tree.leaves(many[1].params)))
+        rows.append({"seeds": s, "ms_one_device": 1e3 * min(one[3]), "ms_sharded": 1e3 * min(many[3]),
+                     "ms_one_device_median": 1e3 * float(np.median(one[3])), "ms_sharded_median": 1e3 * float(np.median(many[3])),
+                     "compile_s_one_device": one[2], "compile_s_sharded": many[2], "max_param_difference": gap})
+        print(f"S={s}: {rows[-1]['ms_one_device']:.1f} ms one device, {rows[-1]['ms_sharded']:.1f} ms over {args.devices}; "
+              f"max |Δθ,ψ| {gap:.2e}", flush=True)
+    res = {"command": command_line(), "commit": git_commit(), "machine": machine_line().strip(), "devices": args.devices,
+           "steps": args.steps, "repeats": args.repeats, "rows": rows}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=2))
+    L = [f"# Seeds over {args.devices} host devices: the D.1 dual chunk, one device against the seed axis split", "",
+         f"Command: `{res['command']}` at commit `{res['commit']}`  ", res["machine"] + "  ",
+         f"Each figure is ms per dual step (TrainConfig defaults, 800 points full batch, M = 1000), best of {args.repeats} "
+         f"interleaved calls of {args.steps} steps; all programs were compiled in this process, which had "
+         f"{args.devices} host CPU devices (`--xla_force_host_platform_device_count`). \"one device\" is the vmapped "
+         "program `fit` runs by default; \"split\" places the seed axis over the devices with `adasym_jax.shard_seeds`. "
+         "The last column compares the parameters both placements reach after the same steps (float32).", "",
+         f"| seeds | one device ms/step | split over {args.devices} ms/step | speed-up | median one / split | max param difference |",
+         "|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        L.append(f"| {r['seeds']} | {r['ms_one_device']:.1f} | {r['ms_sharded']:.1f} | {r['ms_one_device'] / r['ms_sharded']:.2f}× | "
+                 f"{r['ms_one_device_median']:.1f} / {r['ms_sharded_median']:.1f} | {r['max_param_difference']:.1e} |")
+    out.with_suffix(".md").write_text("\n".join(L) + "\n")
+    print("\n".join(L))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
