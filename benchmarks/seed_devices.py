@@ -79,11 +79,13 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             e[1] = block(e[0](e[1], x, None)[0])
             e[3].append((time.perf_counter() - t0) / args.steps)
+    for key, e in progs.items():  # the timings first, so a failure below does not lose them
+        print(f"S={key[0]} on {key[1]}: ms per step {', '.join(f'{1e3 * t:.1f}' for t in e[3])}", flush=True)
     rows = []
     for s in seeds:
         one, many = progs[(s, "one device")], progs[(s, f"{args.devices} devices")]
-        gap = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in
-                  zip(jax.tree.leaves(one[1].params), jax.tree.leaves(many[1].params)))
+        params = lambda st: jax.tree.leaves((st.flow_params, st.ebm_params, st.lambdas))  # noqa: E731
+        gap = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(params(one[1]), params(many[1])))
         rows.append({"seeds": s, "ms_one_device": 1e3 * min(one[3]), "ms_sharded": 1e3 * min(many[3]),
                      "ms_one_device_median": 1e3 * float(np.median(one[3])), "ms_sharded_median": 1e3 * float(np.median(many[3])),
                      "compile_s_one_device": one[2], "compile_s_sharded": many[2], "max_param_difference": gap})
