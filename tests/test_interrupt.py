@@ -44,6 +44,13 @@ def _wait_for(proc: subprocess.Popen, buf: list[str], pattern: str, timeout: flo
     return pattern in "".join(buf)
 
 
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default, so Python installs its Ctrl-C handler.
+    A test run started in the background of a non-interactive shell (as CI may start it) inherits
+    SIGINT ignored, and a child that ignores it would never stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_saves_the_last_finished_chunk_and_resume_is_bitwise(tmp_path):
     out = tmp_path / "run"
     argv = ["train", *SMALL_DATA, "--seeds", "2", "--eval-every", str(EVERY), "--steps", str(FAR), "--out", str(out), "--no-plots", *TINY]
@@ -53,6 +60,7 @@ def test_sigint_saves_the_last_finished_chunk_and_resume_is_bitwise(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=_default_sigint,
     )
     err_buf: list[str] = []
     reader = threading.Thread(target=lambda: err_buf.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
