@@ -71,9 +71,11 @@ def parse(argv=None):
 def main(argv=None) -> int:
     args = parse(argv)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     if args.report_only:
+        if not (out / "density2d.json").is_file():
+            print(f"error: {out / 'density2d.json'} not found; --report-only rewrites a report from it", file=sys.stderr)
+            return 2
         results = in_order(load_raw(out))
         runs = load_runs(out)
         if runs:  # the report states the settings the sets ran with, not this command's defaults
@@ -85,6 +87,7 @@ def main(argv=None) -> int:
         maps = load_maps(out)
         plot(results, maps or None, out)
         return 0
+    out.mkdir(parents=True, exist_ok=True)
     # Sets already in --out from earlier commands with the same steps and seeds are kept, so the five
     # sets can run as several commands (one long run at a time) and still make one report.
     results, maps, runs = kept_sets(out, args)

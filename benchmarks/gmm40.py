@@ -152,7 +152,6 @@ def truncated(c: Curves, step: int) -> Curves:
 def main(argv=None) -> int:
     args = parse(argv)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     skip = set(filter(None, args.skip.split(",")))
     x, test = load_dataset("gmm40")
     oracle = oracle_nll(DATASETS["gmm40"].log_prob, test)
@@ -162,11 +161,13 @@ def main(argv=None) -> int:
     if args.report_only and not path.is_file():
         print(f"error: {path} not found; --report-only rewrites a report from it", file=sys.stderr)
         return 2
+    out.mkdir(parents=True, exist_ok=True)
     raw = json.loads(path.read_text()) if (args.reuse or args.report_only) and path.is_file() else {}
     runs: dict[str, Curves] = curves_from_json(raw)
     records = load_records(out) if runs else {}  # how each kept group was made (gmm40_runs.json)
     members: list = members_from_json(raw["pw"]) if "pw" in raw else []
     if args.report_only:
+        settings_from_json(args, runs, raw, members)
         write_report(runs, members, oracle, args, float("nan"), out, records)
         plot(runs, members, oracle, out)
         return 0
@@ -264,6 +265,27 @@ def curves_from_json(raw: dict) -> dict[str, Curves]:
         )
         for k, r in raw.items()
     }
+
+
+def settings_from_json(args, runs: dict, raw: dict, members: list) -> None:
+    """``--report-only``: set the steps, evaluation spacing, ζ samples and seed counts in ``args``
+    to those the stored groups ran with, so the report's scale line describes the runs and not
+    the flags of the command that rewrites it."""
+    main_group = runs.get("dual") or runs.get("nf")
+    if main_group is not None:
+        args.steps = int(main_group.eval_steps[-1])
+        args.eval_every = int(main_group.eval_steps[0])
+        args.seeds = int(main_group.test_nll_p.shape[0])
+    c4 = [c for k, c in runs.items() if k.startswith("wgan_")]
+    if c4:
+        args.c4_steps = int(c4[0].eval_steps[-1])
+        args.c4_seeds = int(c4[0].test_nll_p.shape[0])
+    if "pw" in raw and "settings" in raw["pw"]:
+        args.pw_steps = int(raw["pw"]["settings"]["steps"])
+        args.eval_zeta = int(raw["pw"]["settings"]["eval_zeta"])
+    if members:
+        pairs = [(m.w_fw, m.w_rv) for m in members]
+        args.pw_seeds = max(pairs.count(p) for p in set(pairs))
 
 
 def pw_settings(args) -> dict:

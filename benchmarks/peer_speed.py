@@ -50,6 +50,7 @@ import zuko  # noqa: E402
 
 import adasym_jax as aj  # noqa: E402
 from adasym_jax.runner import NonFiniteError, Trainer  # noqa: E402
+from speed import load_average  # noqa: E402
 from torch_peer import TorchPeer  # noqa: E402
 
 TARGETS = {("adasym", 1): 4.0, ("adasym", 5): 6.0}  # issue 14: speed-up over the PyTorch step on this CPU
@@ -142,7 +143,7 @@ def env_info() -> dict[str, Any]:
         "zuko": zuko.__version__,
         "python": platform.python_version(),
         "thread_env": {k: os.environ.get(k) for k in ("XLA_FLAGS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")},
-        "load_average_start": [round(v, 2) for v in os.getloadavg()],
+        "load_average_start": load_average(),
         "utc_start": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
     }
 
@@ -472,7 +473,7 @@ def main(argv=None) -> int:
     res["speed"] = [] if args.skip_speed else speed(config, train, args, log)
     if not args.skip_quality:
         res["quality"] = quality(config, train, test, args, log)
-    res["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
+    res["load_average_end"] = load_average()
     res["total_s"] = time.perf_counter() - t_start
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

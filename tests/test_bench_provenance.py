@@ -93,3 +93,17 @@ def test_gmm40_report_names_pw_pairs_without_a_record(tmp_path):
     assert "- pw 0.2:0.2,5:5: command not recorded" in text
     assert "Compile + training time of all runs, added over their commands" in text
     assert gmm40.record_pairs("pw 0.2:5,5:1") == {(0.2, 5.0), (5.0, 1.0)} and len(gmm40.record_pairs("pw all 25 pairs")) == 25
+
+
+def test_gmm40_report_only_states_the_settings_the_groups_ran_with():
+    from adasym_jax.baselines import GridMember
+
+    rng = np.random.default_rng(2)
+    runs = {"dual": _curves(rng, members=3, evals=5), "wgan_0.001": _curves(rng, members=4, evals=2)}
+    members = [GridMember(0, 0.2, 0.2, 1.0), GridMember(1, 0.2, 0.2, 1.0), GridMember(0, 5.0, 1.0, 1.0)]
+    raw = {"pw": {"settings": {"steps": 30, "eval_every": 10, "eval_zeta": 777}}}
+    args = gmm40.parse(["--report-only"])  # this command's defaults differ from every stored value
+    gmm40.settings_from_json(args, runs, raw, members)
+    assert (args.steps, args.eval_every, args.seeds) == (50, 10, 3)
+    assert (args.c4_steps, args.c4_seeds) == (20, 4)
+    assert (args.pw_steps, args.eval_zeta, args.pw_seeds) == (30, 777, 2)
