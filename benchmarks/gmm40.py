@@ -54,7 +54,7 @@ def parse(argv=None):
     p.add_argument("--paper-scale", action="store_true", help="D.1's 100k steps")
     p.add_argument("--skip", default="", help="comma-separated groups to skip: dual,nf,dual_sgd,pw,c4")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
-    p.add_argument("--report-only", action="store_true", help="rewrite gmm40.md and the figures from gmm40.json (no training)")
+    p.add_argument("--report-only", action="store_true", help="rewrite gmm40.md and the figures from gmm40.json (no training); the steps, seeds and ζ samples stated are read from the JSON, not from this command's flags")
     p.add_argument("--pw-pairs", default="all",
                    help="P-W pairs to train, 'all' or comma-separated w_fw:w_rv, e.g. 5:1,1:0.2 (each from 0.2, 0.5, 1, 2, 5); "
                         "with --reuse, pairs already in gmm40.json at the same steps are kept and only the others train")
@@ -267,22 +267,33 @@ def curves_from_json(raw: dict) -> dict[str, Curves]:
     }
 
 
+def _spacing(steps: np.ndarray) -> int:
+    return int(steps[1] - steps[0]) if len(steps) > 1 else int(steps[0])
+
+
 def settings_from_json(args, runs: dict, raw: dict, members: list) -> None:
     """``--report-only``: set the steps, evaluation spacing, ζ samples and seed counts in ``args``
     to those the stored groups ran with, so the report's scale line describes the runs and not
-    the flags of the command that rewrites it."""
-    main_group = runs.get("dual") or runs.get("nf")
-    if main_group is not None:
-        args.steps = int(main_group.eval_steps[-1])
-        args.eval_every = int(main_group.eval_steps[0])
-        args.seeds = int(main_group.test_nll_p.shape[0])
+    the flags of the command that rewrites it. A group's length is its last evaluation; groups
+    stop early only when all their members diverged, so the longest group of a kind is taken.
+    What the JSON does not hold (ζ samples without a P-W group) keeps the flag's value, with a
+    warning on stderr."""
+    main_groups = [runs[k] for k in ("dual", "nf", "dual_sgd") if k in runs] or [c for k, c in runs.items() if k != "pw"]
+    if main_groups:
+        longest = max(main_groups, key=lambda c: int(c.eval_steps[-1]))
+        args.steps = int(longest.eval_steps[-1])
+        args.eval_every = _spacing(longest.eval_steps)
+        args.seeds = int((runs.get("dual") or longest).test_nll_p.shape[0])
     c4 = [c for k, c in runs.items() if k.startswith("wgan_")]
     if c4:
-        args.c4_steps = int(c4[0].eval_steps[-1])
+        args.c4_steps = max(int(c.eval_steps[-1]) for c in c4)
         args.c4_seeds = int(c4[0].test_nll_p.shape[0])
-    if "pw" in raw and "settings" in raw["pw"]:
-        args.pw_steps = int(raw["pw"]["settings"]["steps"])
-        args.eval_zeta = int(raw["pw"]["settings"]["eval_zeta"])
+    settings = (raw.get("pw") or {}).get("settings") or {}
+    if settings:
+        args.pw_steps = int(settings["steps"])
+        args.eval_zeta = int(settings["eval_zeta"])
+    else:
+        print(f"warning: gmm40.json does not record the number of flow samples for ζ̂; the report says {args.eval_zeta} (--eval-zeta)", file=sys.stderr)
     if members:
         pairs = [(m.w_fw, m.w_rv) for m in members]
         args.pw_seeds = max(pairs.count(p) for p in set(pairs))

@@ -107,3 +107,19 @@ def test_gmm40_report_only_states_the_settings_the_groups_ran_with():
     assert (args.steps, args.eval_every, args.seeds) == (50, 10, 3)
     assert (args.c4_steps, args.c4_seeds) == (20, 4)
     assert (args.pw_steps, args.eval_zeta, args.pw_seeds) == (30, 777, 2)
+
+
+def test_gmm40_report_only_settings_survive_an_early_stop_and_missing_groups(capsys):
+    rng = np.random.default_rng(3)
+    stopped = _curves(rng, members=3, evals=2)  # every member diverged: stopped at step 20
+    full = _curves(rng, members=3, evals=5)
+    args = gmm40.parse(["--report-only"])
+    gmm40.settings_from_json(args, {"dual": stopped, "nf": full}, {}, [])
+    assert (args.steps, args.eval_every, args.seeds) == (50, 10, 3)
+    # without a P-W group the ζ sample count is not in the JSON: the flag stays, with a warning
+    assert args.eval_zeta == gmm40.parse(["--report-only"]).eval_zeta
+    assert "does not record the number of flow samples" in capsys.readouterr().err
+    # neither dual nor nf stored: the longest other group gives the scale
+    args = gmm40.parse(["--report-only"])
+    gmm40.settings_from_json(args, {"dual_sgd": _curves(rng, members=4, evals=3)}, {"pw": {"settings": None}}, [])
+    assert (args.steps, args.seeds) == (30, 4)
