@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import adasym_jax as aj  # noqa: E402
 from _bench2d import command_line, git_commit, machine_line  # noqa: E402
-from speed import RESULTS, _unrolled_layer_scans, block, compile_chunk, d1_data  # noqa: E402
+from speed import RESULTS, _unrolled_layer_scans, block, compile_chunk, d1_data, first_step_metrics, metric_gap, time_interleaved  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -53,20 +53,15 @@ def main(argv=None) -> int:
                     state = trainer.init(s)
                     fn, compile_s, _, _ = compile_chunk(trainer, state, x, args.steps)
             state, metrics = block(fn(state, x, None))
-            first = {k: np.asarray(v)[:, 0] for k, v in metrics.items()}
-            progs[(s, variant)] = [fn, state, compile_s, [], first]
+            progs[(s, variant)] = [fn, state, compile_s, [], first_step_metrics(metrics)]
             print(f"[{time.strftime('%H:%M:%S')}] compiled S={s} {variant} in {compile_s:.1f} s", flush=True)
-    for _ in range(args.repeats):  # interleaved: every variant sees the same machine state
-        for e in progs.values():
-            t0 = time.perf_counter()
-            e[1] = block(e[0](e[1], x, None)[0])
-            e[3].append((time.perf_counter() - t0) / args.steps)
+    time_interleaved(progs, x, args.steps, args.repeats)
     for key, e in progs.items():
         print(f"S={key[0]} {key[1]}: ms per step {', '.join(f'{1e3 * t:.1f}' for t in e[3])}", flush=True)
     rows = []
     for s in seeds:
         a, b = progs[(s, "scan")], progs[(s, "unrolled")]
-        gap = float(np.max([np.max(np.abs(a[4][k] - b[4][k]) / np.maximum(np.abs(a[4][k]), 1e-6)) for k in a[4]]))
+        gap = metric_gap(a[4], b[4])
         rows.append({"seeds": s, "ms_scan": 1e3 * min(a[3]), "ms_unrolled": 1e3 * min(b[3]),
                      "ms_scan_median": 1e3 * float(np.median(a[3])), "ms_unrolled_median": 1e3 * float(np.median(b[3])),
                      "compile_s_scan": a[2], "compile_s_unrolled": b[2], "first_step_metric_rel_difference": gap})

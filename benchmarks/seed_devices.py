@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import adasym_jax as aj  # noqa: E402
 from _bench2d import command_line, git_commit, machine_line  # noqa: E402
-from speed import RESULTS, block, compile_chunk, d1_data  # noqa: E402
+from speed import RESULTS, block, compile_chunk, d1_data, first_step_metrics, metric_gap, time_interleaved  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -74,14 +74,9 @@ def main(argv=None) -> int:
             state = jax.device_put(state, devices[0]) if placed == "one device" else aj.shard_seeds(state, devices[: args.devices])
             fn, compile_s, _, _ = compile_chunk(trainer, state, x, args.steps)
             state, metrics = block(fn(state, x, None))
-            first = {k: np.asarray(v)[:, 0] for k, v in metrics.items()}  # step 1: from the same init
-            progs[(s, placed)] = [fn, state, compile_s, [], first, params_of(state)]
+            progs[(s, placed)] = [fn, state, compile_s, [], first_step_metrics(metrics), params_of(state)]
             print(f"[{time.strftime('%H:%M:%S')}] compiled S={s} on {placed} in {compile_s:.1f} s", flush=True)
-    for _ in range(args.repeats):  # interleaved: every placement sees the same machine state
-        for key, e in progs.items():
-            t0 = time.perf_counter()
-            e[1] = block(e[0](e[1], x, None)[0])
-            e[3].append((time.perf_counter() - t0) / args.steps)
+    time_interleaved(progs, x, args.steps, args.repeats)
     for key, e in progs.items():  # the timings first, so a failure below does not lose them
         print(f"S={key[0]} on {key[1]}: ms per step {', '.join(f'{1e3 * t:.1f}' for t in e[3])}", flush=True)
     rows = []
@@ -91,16 +86,15 @@ def main(argv=None) -> int:
         # order of float reductions. Parameters drift apart faster: Adam (0, 0.9) moves a weight
         # by up to ≈ 3 lr per step whatever the size of its gradient, so a near-zero gradient
         # whose sign differs in the last bit moves it the other way.
-        # NaN in either placement makes the gap NaN, never silently the largest or smallest
-        metric_gap = float(np.max([np.max(np.abs(one[4][k] - many[4][k]) / np.maximum(np.abs(one[4][k]), 1e-6)) for k in one[4]]))
+        step1 = metric_gap(one[4], many[4])
         gap = max(float(np.max(np.abs(a - b))) for a, b in zip(one[5], many[5]))
-        gap_end = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in zip(params_of(one[1]), params_of(many[1])))
+        gap_end = max(float(np.max(np.abs(a - b))) for a, b in zip(params_of(one[1]), params_of(many[1])))
         rows.append({"seeds": s, "ms_one_device": 1e3 * min(one[3]), "ms_sharded": 1e3 * min(many[3]),
                      "ms_one_device_median": 1e3 * float(np.median(one[3])), "ms_sharded_median": 1e3 * float(np.median(many[3])),
-                     "compile_s_one_device": one[2], "compile_s_sharded": many[2], "first_step_metric_rel_difference": metric_gap,
+                     "compile_s_one_device": one[2], "compile_s_sharded": many[2], "first_step_metric_rel_difference": step1,
                      "max_param_difference": gap, "max_param_difference_end": gap_end})
         print(f"S={s}: {rows[-1]['ms_one_device']:.1f} ms one device, {rows[-1]['ms_sharded']:.1f} ms over {args.devices}; "
-              f"step-1 metrics rel. {metric_gap:.1e}; max |Δθ,ψ,λ| {gap:.2e} after {args.steps} steps, {gap_end:.2e} at the end", flush=True)
+              f"step-1 metrics rel. {step1:.1e}; max |Δθ,ψ,λ| {gap:.2e} after {args.steps} steps, {gap_end:.2e} at the end", flush=True)
     res = {"command": command_line(), "commit": git_commit(), "machine": machine_line().strip(), "devices": args.devices,
            "steps": args.steps, "repeats": args.repeats, "rows": rows}
     out = Path(args.out)

@@ -63,6 +63,27 @@ def block(tree):
     return jax.block_until_ready(tree)
 
 
+def time_interleaved(progs: dict, x, steps: int, repeats: int) -> None:
+    """Time compiled chunks in turns, ``repeats`` rounds, so every program sees the same machine
+    state. Each value of ``progs`` is a list ``[fn, state, compile_s, times, ...]``: ``fn(state, x,
+    None)`` runs ``steps`` steps; the state moves on and seconds per step are appended to ``times``."""
+    for _ in range(repeats):
+        for e in progs.values():
+            t0 = time.perf_counter()
+            e[1] = block(e[0](e[1], x, None)[0])
+            e[3].append((time.perf_counter() - t0) / steps)
+
+
+def first_step_metrics(metrics: dict) -> dict[str, np.ndarray]:
+    """The first step's training metrics ``(S,)`` of a chunk's metrics ``(S, steps)``."""
+    return {k: np.asarray(v)[:, 0] for k, v in metrics.items()}
+
+
+def metric_gap(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    """Largest relative difference between two programs' first-step metrics (NaN if any is NaN)."""
+    return float(np.max([np.max(np.abs(a[k] - b[k]) / np.maximum(np.abs(a[k]), 1e-6)) for k in a]))
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     t0 = time.perf_counter()
     out = block(fn())
