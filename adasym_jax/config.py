@@ -22,7 +22,11 @@ EVAL_SEED = 12345
 
 # (zeta_per_condition: SBI runs of that time used K = 4, recorded in their checkpoint's
 # extra["sbi"]; loading them for sampling or evaluation does not need it.)
-LEGACY_VALUES = {"flow": "coupling", "theta_baseline": "none", "ebm_base_scale": None, "zeta_per_condition": 0, "zeta_refresh_every": 1, "grad_clip": None}
+LEGACY_VALUES = {"flow": "coupling", "theta_baseline": "none", "ebm_base_scale": None, "zeta_per_condition": 0, "zeta_refresh_every": 1, "grad_clip": None, "unroll_flow": False}
+
+#: Settings that change how the step is traced and compiled, not the numbers it computes (up to
+#: float reduction order): a saved run may resume under either value.
+TRACE_ONLY_FIELDS = ("unroll_flow",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +41,8 @@ class TrainConfig:
     ``num_bins``, ``flow_hidden``, ``bound`` for p_θ; ``ebm_hidden``, ``ebm_blocks``,
     ``film_layers``, ``temperature`` (B.8) for q_ψ; ``ebm_base_scale`` σ (not in the paper;
     ``None`` off) adds −‖x‖²/(2σ²) to f_ψ so that ζ is finite; ``context_dim`` > 0 makes both
-    conditional.
+    conditional; ``unroll_flow`` traces the flow's scan over its layers unrolled (faster steps,
+    slower compile; the same numbers up to float reduction order).
 
     Objective (B.1–B.8): ``num_zeta_samples`` M for ζ̂ (eq. (12)); ``eps_zeta`` ε_ζ;
     ``negative_nll`` uses the B.7 relaxation for the two NLL constraints; ``reverse_grad`` is
@@ -79,6 +84,7 @@ class TrainConfig:
     temperature: float = 1.0
     ebm_base_scale: Optional[float] = None
     context_dim: int = 0
+    unroll_flow: bool = True
     # objective
     num_zeta_samples: int = 1000
     eps_zeta: float = 0.1

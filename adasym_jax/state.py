@@ -62,6 +62,7 @@ def build_models(config: TrainConfig, dim: int) -> tuple[BaseSplineFlow, Residua
         hidden=config.flow_hidden,
         bound=config.bound,
         context_dim=config.context_dim,
+        unroll_layers=config.unroll_flow,
     )
     ebm = ResidualEBM(
         hidden=config.ebm_hidden,

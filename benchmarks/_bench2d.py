@@ -16,7 +16,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from adasym_jax.config import TrainConfig
+from adasym_jax.config import TRACE_ONLY_FIELDS, TrainConfig
 from adasym_jax.runner import FitResult, Trainer, fit
 from adasym_jax.state import TrainState
 
@@ -188,6 +188,9 @@ def _load_partial(folder: Path, spec: dict, template: TrainState):
     saved = curves.get("spec") or {}
     if "data" not in saved:  # saved before the data fingerprint joined the spec
         want.pop("data", None)
+    for spec_ in (saved, want):  # a run resumes whether or not its flow's layer loop is unrolled
+        for k in TRACE_ONLY_FIELDS:
+            spec_.get("config", {}).pop(k, None)
     if saved != want:
         return None
     state, _ = load_checkpoint(folder, template=template)

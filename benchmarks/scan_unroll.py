@@ -3,8 +3,8 @@
 The flow's L = 5 autoregressive layers run as one ``nn.scan`` over stacked parameters; the trace of
 the 5-seed step (``trace_ar.md``) puts 9 % of XLA's op time in the scan's bookkeeping (slicing the
 stacked parameters, copying the carry). This benchmark compiles the D.1 dual chunk (the program
-``fit`` and ``adasym train`` run) twice, as the library builds it and with every ``nn.scan`` traced
-unrolled, for 1 and 5 vmapped seeds, times both interleaved in one process, and compares the first
+``fit`` and ``adasym train`` run) twice, with the layer scan rolled (``TrainConfig(unroll_flow=False)``)
+and traced unrolled (``unroll_flow=True``, the default since this measurement), for 1 and 5 vmapped seeds, times both interleaved in one process, and compares the first
 step's training metrics (same parameters, so any difference is float reduction order).
 
     python benchmarks/scan_unroll.py
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import adasym_jax as aj  # noqa: E402
 from _bench2d import command_line, git_commit, machine_line  # noqa: E402
-from speed import RESULTS, _unrolled_layer_scans, block, compile_chunk, d1_data, first_step_metrics, metric_gap, time_interleaved  # noqa: E402
+from speed import RESULTS, block, compile_chunk, d1_data, first_step_metrics, metric_gap, time_interleaved  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -43,15 +43,9 @@ def main(argv=None) -> int:
     progs = {}
     for s in seeds:
         for variant in ("scan", "unrolled"):
-            if variant == "scan":
-                trainer = aj.Trainer(aj.TrainConfig(), 2)
-                state = trainer.init(s)
-                fn, compile_s, _, _ = compile_chunk(trainer, state, x, args.steps)
-            else:
-                with _unrolled_layer_scans():  # traced (and so compiled) with every nn.scan unrolled
-                    trainer = aj.Trainer(aj.TrainConfig(), 2)
-                    state = trainer.init(s)
-                    fn, compile_s, _, _ = compile_chunk(trainer, state, x, args.steps)
+            trainer = aj.Trainer(aj.TrainConfig(unroll_flow=variant == "unrolled"), 2)
+            state = trainer.init(s)
+            fn, compile_s, _, _ = compile_chunk(trainer, state, x, args.steps)
             state, metrics = block(fn(state, x, None))
             progs[(s, variant)] = [fn, state, compile_s, [], first_step_metrics(metrics)]
             print(f"[{time.strftime('%H:%M:%S')}] compiled S={s} {variant} in {compile_s:.1f} s", flush=True)
@@ -74,7 +68,7 @@ def main(argv=None) -> int:
          f"Command: `{res['command']}` at commit `{res['commit']}`  ", res["machine"] + "  ",
          f"Each figure is ms per dual step (TrainConfig defaults: autoregressive NSF 5 × 8, EBM 6 × 64, M = 1000, 800 "
          f"points full batch), best of {args.repeats} interleaved calls of {args.steps} steps, compile apart. "
-         "\"unrolled\" traces every `nn.scan` with `unroll=True` (same parameters, same layout). The last column is the "
+         "\"scan\" is `TrainConfig(unroll_flow=False)`, \"unrolled\" `unroll_flow=True` (the default; same parameters, same layout). The last column is the "
          "largest relative difference of the first step's training metrics between the two programs.", "",
          "| seeds | scan ms/step | unrolled ms/step | speed-up | median scan / unrolled | compile s scan / unrolled | step-1 metrics, rel. |",
          "|---:|---:|---:|---:|---:|---:|---:|"]

@@ -56,3 +56,9 @@ def test_interrupted_and_resumed_equals_uninterrupted(tiny_config, tmp_path):
     # other settings do not resume from it
     other = train_members(trainer, trainer.init(2), x, test, STEPS + 2, EVERY, "g", log=lines.append, resume_dir=work)
     assert other.eval_steps[-1] == STEPS + 2 and not any("resuming" in m for m in lines[-4:])
+    # ... but a run resumes whether or not its flow's layer loop is unrolled (a trace-only setting)
+    rolled = Trainer(dataclasses.replace(cfg, unroll_flow=not cfg.unroll_flow), 2)
+    n = len(lines)
+    same = train_members(rolled, rolled.init(2), x, test, STEPS + 2, EVERY, "g", log=lines.append, resume_dir=work)
+    assert "resuming from step" in lines[n]  # the finished STEPS + 2 group, read back
+    np.testing.assert_array_equal(same.test_nll_p, other.test_nll_p)
