@@ -31,7 +31,7 @@ from adasym_jax.files import atomic_write as _atomic_write
 from adasym_jax.files import current_umask, new_file_mode  # noqa: F401  (re-exported)
 
 from adasym_jax._version import __version__
-from adasym_jax.config import TrainConfig
+from adasym_jax.config import TRACE_ONLY_FIELDS, TrainConfig
 from adasym_jax.state import TrainState, build_models, init_state, num_stacked_seeds
 
 FORMAT_VERSION = 2
@@ -270,7 +270,7 @@ def _config_from_meta(meta: Mapping[str, Any], directory: PathLike) -> TrainConf
 def _config_differences(stored: Mapping[str, Any], config: TrainConfig) -> list[str]:
     out = []
     for key, value in config.to_dict().items():
-        if key in stored:
+        if key in stored and key not in TRACE_ONLY_FIELDS:
             old = stored[key]
             old = tuple(old) if isinstance(old, list) else old
             if old != value:

@@ -236,9 +236,10 @@ class BaseSplineFlow(nn.Module):
       bound: B; splines act on [-B, B] and are the identity outside (standardize data).
       context_dim: size of the conditioning vector; 0 for an unconditional flow.
       unroll_layers: trace the scan over layers unrolled (default). Same parameters and the same
-        numbers up to float reduction order; the D.1 dual step is 1.11-1.20x faster on a 2-core
-        CPU and compiles about a third slower (``benchmarks/results/scan_unroll.md``). ``False``
-        compiles one layer body however deep the flow.
+        numbers up to float reduction order; the D.1 dual step (2-D, autoregressive, 5 layers) is
+        1.11-1.20x faster on a 2-core CPU and compiles about a third slower
+        (``benchmarks/results/scan_unroll.md``). ``False`` compiles one layer body however deep
+        the flow.
 
     Methods take ``x: (n, dim)`` and ``context: (n, context_dim)`` or ``(1, context_dim)``
     (broadcast to all rows) and return per-row quantities of shape ``(n,)``.

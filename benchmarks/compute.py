@@ -128,7 +128,9 @@ def to_markdown(res: dict[str, Any]) -> str:
             "",
             f"{env['device']}, JAX {env['jax']}, run {env['utc_start']} UTC, load average {env['load_average_start']} → "
             f"{env['load_average_end']}. {t['seeds_vmapped']} seed(s) vmapped, {t['chunk']} steps per compiled call, "
-            f"best of {t['repeats']} interleaved calls.",
+            f"best of {t['repeats']} interleaved calls. GFLOP/step is XLA's count for the compiled chunk; XLA counts a "
+            "loop body once, so runs made before `unroll_flow` became the default (commit 5fa2a1a) count one of the "
+            "flow's five layers.",
             "",
             *_provenance(t),
             "| run | ms/step (best) | ms/step (median) | GFLOP/step (XLA) | compile s |",
