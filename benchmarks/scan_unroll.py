@@ -3,9 +3,10 @@
 The flow's L = 5 autoregressive layers run as one ``nn.scan`` over stacked parameters; the trace of
 the 5-seed step (``trace_ar.md``) puts 9 % of XLA's op time in the scan's bookkeeping (slicing the
 stacked parameters, copying the carry). This benchmark compiles the D.1 dual chunk (the program
-``fit`` and ``adasym train`` run) twice, with the layer scan rolled (``TrainConfig(unroll_flow=False)``)
-and traced unrolled (``unroll_flow=True``, the default since this measurement), for 1 and 5 vmapped seeds, times both interleaved in one process, and compares the first
-step's training metrics (same parameters, so any difference is float reduction order).
+``fit`` and ``adasym train`` run) twice, with the layer scan rolled
+(``TrainConfig(unroll_flow=False)``) and traced unrolled (``unroll_flow=True``, the default since
+this measurement), for 1 and 5 vmapped seeds, times both interleaved in one process, and compares
+the first step's training metrics (same parameters, so any difference is float reduction order).
 
     python benchmarks/scan_unroll.py
     python benchmarks/scan_unroll.py --seeds 1 --steps 10 --repeats 3

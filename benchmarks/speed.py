@@ -26,7 +26,6 @@ is the figure least disturbed by other processes); medians are kept in the JSON.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import os
@@ -189,32 +188,12 @@ def compile_chunk(trainer: aj.Trainer, state, x, steps: int):
     return compiled, seconds, float(cost.get("flops", float("nan"))), float(cost.get("bytes accessed", float("nan")))
 
 
-@contextlib.contextmanager
-def _unrolled_layer_scans():
-    """Trace flax ``nn.scan`` fully unrolled (for counting only): XLA's cost analysis counts a
-    loop body once, so the flow's scan over its L couplings would count as one coupling."""
-    import flax.linen as nn
-
-    original = nn.scan
-
-    def scan(*args, **kwargs):
-        kwargs["unroll"] = True
-        return original(*args, **kwargs)
-
-    nn.scan = scan
-    try:
-        yield
-    finally:
-        nn.scan = original
-
-
 def true_step_flops(overrides: dict, x) -> float:
-    """FLOPs of one single-seed step with every loop unrolled, from XLA's cost analysis of the
-    lowered (pre-optimization) HLO of the bare step."""
-    with _unrolled_layer_scans():
-        trainer = aj.Trainer(aj.TrainConfig(**overrides), x.shape[1])
-        state = jax.tree.map(lambda a: a[0], trainer.init(1))
-        cost = jax.jit(trainer.step).lower(state, aj.Batch(x)).cost_analysis()
+    """FLOPs of one single-seed step with the flow's layer loop unrolled (XLA's cost analysis
+    counts a loop body once), from the lowered (pre-optimization) HLO of the bare step."""
+    trainer = aj.Trainer(aj.TrainConfig(**{**overrides, "unroll_flow": True}), x.shape[1])
+    state = jax.tree.map(lambda a: a[0], trainer.init(1))
+    cost = jax.jit(trainer.step).lower(state, aj.Batch(x)).cost_analysis()
     if isinstance(cost, (list, tuple)):
         cost = cost[0]
     return float(cost["flops"])
