@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, default=0, help="also save the checkpoint every K steps (rounded up to --eval-every; default: at the end, and on Ctrl-C the last finished chunk)")
     add_overwrite_argument(t, "replace an existing run in --out")
     t.add_argument("--resume", action="store_true", help="continue the run in --out up to --steps")
-    add_set_argument(t, "overrides", "TrainConfig overrides, one or more per flag, repeatable (e.g. --set lr_flow=1e-4 ebm_blocks=3)")
+    add_set_argument(t, "overrides", "TrainConfig overrides, one or more per flag, repeatable (e.g. --set lr_flow=1e-4 ebm_blocks=3); with --resume only unroll_flow, which changes how the step compiles, not its numbers")
     t.add_argument("--standardize", choices=("auto", "on", "off"), default="auto", help="standardize data (auto: user data and spiral); statistics are saved with the run and NLLs reported in data units")
     t.add_argument("--data-seed", type=int, default=0, help="seed of the built-in data sets (default 0)")
     t.add_argument("--n-train", type=int, help="built-in sets: training points (default: the paper's)")
@@ -543,6 +543,21 @@ def _check_previous_metrics(previous: dict[str, Any], path: Path, num_seeds: int
             _table(value, f"{path}: {group}/{key}", rows=num_seeds)
 
 
+def _check_resume_overrides(overrides: Sequence[str], out: Path) -> None:
+    """``train --resume`` takes the run's config from ``out``; ``--set`` may change only the
+    settings of :data:`adasym_jax.config.TRACE_ONLY_FIELDS`, which leave the numbers as they are.
+    One ``ValueError`` line otherwise, before anything is loaded or compiled."""
+    from adasym_jax.config import TRACE_ONLY_FIELDS
+
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        if key not in TRACE_ONLY_FIELDS:
+            raise ValueError(
+                f"--resume takes the config from {out}; --set {text} would change the run "
+                f"(only {', '.join(TRACE_ONLY_FIELDS)} may be set on --resume)"
+            )
+
+
 def cmd_train(args) -> int:
     from adasym_jax.checkpoint import save_checkpoint
     from adasym_jax.results import CONFIG_FILE, METRICS_FILE, is_run, metrics_from_fit, write_json
@@ -563,9 +578,10 @@ def cmd_train(args) -> int:
         given = [
             f for f in ("dataset", "data", "test_data", "method", "seeds", "validation_fraction", "patience")
             if getattr(args, f) is not None
-        ] + (["set"] if args.overrides else []) + (["fixed_steps"] if args.fixed_steps else [])
+        ] + (["fixed_steps"] if args.fixed_steps else [])
         if given:
             raise ValueError(f"--resume takes data, method, seeds and config from {out}; drop --{given[0].replace('_', '-')}")
+        _check_resume_overrides(args.overrides, out)
         # Every file of the run is read and checked before anything is compiled.
         meta, stored_config, settings = _check_run_files(out)
         settings = dict(settings)
@@ -585,6 +601,10 @@ def cmd_train(args) -> int:
             raise ValueError(f"{out}: the run's data now has dim {train.shape[1]}, the checkpoint {meta['dim']}")
         run = _load_run(out, checked=True)
         config, state, seeds, trainer = run.config, run.state, run.seeds, run.trainer
+        if args.overrides:  # trace-only settings: same parameters and numbers, another compiled step
+            config = apply_overrides(config, args.overrides)
+            if config != run.config:
+                trainer = Trainer(config, int(meta["dim"]))
         done = int(np.asarray(state.step).reshape(-1)[0])
         early = _saved_early_stopping(out, meta, state, settings)
         remaining = settings["steps"] - done
