@@ -314,7 +314,51 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
             f"| {r['key']['num_simulations']} | {r['contender']} | {r['train_seconds']:.1f} | {r['compile_seconds']:.1f} | {r['total_seconds']:.1f} | {ep} "
             f"| {cell(r, 'test_nll')} | {cell(r, 'c2st_mlp')} | {cell(r, 'c2st_paper')} | {cell(r, 'c2st_mlp_u0')} | {cell(r, 'c2st_paper_u0')} | `{r.get('commit', '–')}` |"
         )
+    dual = any(r.get("method") == "adasym" for r in rows)
+    lines += ["", f"Figure 6 as the paper draws it (C2ST against N, mean ± std over seeds), both protocols: `{args.name}_c2st.png`"
+              + ("." if dual else "; no dual row here yet, so it shows the NPE side only.")]
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
+    plot_c2st(rows, args.task, ref, out / f"{args.name}_c2st.png")
+
+
+#: C2ST columns drawn by :func:`plot_c2st`: the SBI benchmark's protocol and the paper's at u₀.
+C2ST_PANELS = (("c2st_mlp", "SBI benchmark: MLP, 5-fold, 10 observations"), ("c2st_paper_u0", "paper: HistGradientBoosting at u₀"))
+
+
+def c2st_curves(rows: list[dict], column: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each contender's ``(N, mean, std)`` of ``column`` over seeds, N ascending; contenders
+    (a row's ``contender`` text) without that column are left out."""
+    curves: dict[str, list] = {}
+    for r in rows:
+        if column in r:
+            v = np.asarray(r[column], np.float64)
+            curves.setdefault(r["contender"], []).append((r["key"]["num_simulations"], np.nanmean(v), np.nanstd(v)))
+    return {c: tuple(np.asarray(a) for a in zip(*sorted(pts))) for c, pts in curves.items()}
+
+
+def plot_c2st(rows: list[dict], task: str, ref, path: Path) -> None:
+    """Figure 6: C2ST against the number of simulations, one panel per protocol, one line per
+    contender with mean ± std over seeds as error bars; sbi's published NPE values (``ref``,
+    SBI benchmark protocol) dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(C2ST_PANELS), figsize=(6 * len(C2ST_PANELS), 4.2), sharey=True)
+    for ax, (column, title) in zip(axes, C2ST_PANELS):
+        for contender, (n, mean, std) in c2st_curves(rows, column).items():
+            ax.errorbar(n, mean, yerr=std, marker="o", capsize=3, label=contender)
+        if ref and column == "c2st_mlp":
+            ax.plot([1e3, 1e4, 1e5], ref, "k--", marker="x", label="sbi 0.27 NPE, published (SBI benchmark)")
+        ax.axhline(0.5, color="grey", lw=0.8)
+        ax.set(xscale="log", xlabel="number of simulations N", title=title)
+        ax.legend(fontsize=6)
+    axes[0].set_ylabel("C2ST (0.5 is best)")
+    fig.suptitle(f"{task}: posterior quality against simulations (Figure 6)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

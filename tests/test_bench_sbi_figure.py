@@ -1,0 +1,39 @@
+"""benchmarks/sbi_npe.py draws Figure 6 (C2ST against the number of simulations) from its rows:
+each contender's points sorted by N with mean and std over seeds. Unit level: fake rows, no training."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import sbi_npe  # noqa: E402
+
+
+def _row(contender, n, values, column="c2st_mlp"):
+    return {"contender": contender, "key": {"num_simulations": n}, column: values}
+
+
+def test_c2st_curves_group_by_contender_sorted_by_n():
+    rows = [
+        _row("ours", 10_000, [0.56, 0.58, 0.60]),
+        _row("sbi", 1_000, [0.70, 0.74]),
+        _row("ours", 1_000, [0.71, 0.75, 0.73]),
+        _row("sbi", 100_000, [0.53, 0.51], column="c2st_paper_u0"),  # another protocol: not in this panel
+    ]
+    curves = sbi_npe.c2st_curves(rows, "c2st_mlp")
+    assert set(curves) == {"ours", "sbi"}
+    n, mean, std = curves["ours"]
+    np.testing.assert_array_equal(n, [1_000, 10_000])
+    np.testing.assert_allclose(mean, [np.mean([0.71, 0.75, 0.73]), np.mean([0.56, 0.58, 0.60])])
+    np.testing.assert_allclose(std, [np.std([0.71, 0.75, 0.73]), np.std([0.56, 0.58, 0.60])])
+    np.testing.assert_array_equal(curves["sbi"][0], [1_000])
+    assert set(sbi_npe.c2st_curves(rows, "c2st_paper_u0")) == {"sbi"}
+
+
+def test_plot_c2st_writes_a_png(tmp_path):
+    rows = [_row("ours", 1_000, [0.7, 0.72]), _row("ours", 10_000, [0.56, 0.57])]
+    path = tmp_path / "fig6.png"
+    sbi_npe.plot_c2st(rows, "two_moons", sbi_npe.SBI_NPE_REFERENCE["two_moons"], path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
