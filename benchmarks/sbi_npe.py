@@ -353,7 +353,8 @@ def plot_c2st(rows: list[dict], task: str, ref, path: Path) -> None:
             ax.plot([1e3, 1e4, 1e5], ref, "k--", marker="x", label="sbi 0.27 NPE, published (SBI benchmark)")
         ax.axhline(0.5, color="grey", lw=0.8)
         ax.set(xscale="log", xlabel="number of simulations N", title=title)
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
     axes[0].set_ylabel("C2ST (0.5 is best)")
     fig.suptitle(f"{task}: posterior quality against simulations (Figure 6)")
     fig.tight_layout()
