@@ -547,9 +547,10 @@ def _check_resume_overrides(overrides: Sequence[str], out: Path) -> None:
     """``train --resume`` takes the run's config from ``out``; ``--set`` may change only the
     settings of :data:`adasym_jax.config.TRACE_ONLY_FIELDS`, which leave the numbers as they are.
     One ``ValueError`` line otherwise, before anything is loaded or compiled."""
-    from adasym_jax.config import TRACE_ONLY_FIELDS
+    from adasym_jax.config import TRACE_ONLY_FIELDS, TrainConfig
 
     for text in overrides:
+        apply_overrides(TrainConfig(), [text])  # an unknown key or a bad value: the usual one line
         key = text.split("=", 1)[0].strip()
         if key not in TRACE_ONLY_FIELDS:
             raise ValueError(

@@ -285,9 +285,10 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
             "seeds": args.seeds, "observations": args.observations, "num_samples": args.num_samples, "npe_settings": NPE,
             "optimizer": {args.optimizer: OPTIMIZERS[args.optimizer]}}
     (out / f"{args.name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    ref = SBI_NPE_REFERENCE.get(args.task)
+    task = meta.get("task", args.task)  # --render: the stored run's task, not this command's default
+    ref = SBI_NPE_REFERENCE.get(task)
     lines = [
-        f"# Ours against sbi's NPE, trained to convergence ({args.task})",
+        f"# Ours against sbi's NPE, trained to convergence ({task})",
         "",
         f"Last command: `{meta['command']}` at commit `{meta['commit']}`; each row's own command and commit are in the JSON. Device: {meta['device']}.",
         f"{args.seeds} seeds. C2ST of {args.num_samples} posterior samples against as many exact ones: SBI benchmark "
@@ -315,31 +316,41 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
             f"| {cell(r, 'test_nll')} | {cell(r, 'c2st_mlp')} | {cell(r, 'c2st_paper')} | {cell(r, 'c2st_mlp_u0')} | {cell(r, 'c2st_paper_u0')} | `{r.get('commit', '–')}` |"
         )
     dual = any(r.get("method") == "adasym" for r in rows)
-    lines += ["", f"Figure 6 as the paper draws it (C2ST against N, mean ± std over seeds), both protocols: `{args.name}_c2st.png`"
+    obs = meta.get("observations", args.observations)
+    lines += ["", f"Figure 6 as the paper draws it (C2ST against N, mean ± std over seeds): left the SBI benchmark's protocol over "
+              f"{obs} observations, right the paper's at u₀ only: `{args.name}_c2st.png`"
               + ("." if dual else "; no dual row here yet, so it shows the NPE side only.")]
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    plot_c2st(rows, args.task, ref, out / f"{args.name}_c2st.png")
+    plot_c2st(rows, task, ref, out / f"{args.name}_c2st.png", observations=obs)
 
 
 #: C2ST columns drawn by :func:`plot_c2st`: the SBI benchmark's protocol and the paper's at u₀.
-C2ST_PANELS = (("c2st_mlp", "SBI benchmark: MLP, 5-fold, 10 observations"), ("c2st_paper_u0", "paper: HistGradientBoosting at u₀"))
+C2ST_PANELS = (("c2st_mlp", "SBI benchmark: MLP, 5-fold, {obs} observations"), ("c2st_paper_u0", "paper: HistGradientBoosting at u₀"))
+
+
+def curve_label(row: dict) -> str:
+    """A row's line in Figure 6: its contender, and its cap when a seed reached it."""
+    return row["contender"] + ("" if row.get("converged", True) else f", not converged (cap {row.get('cap_steps')} steps)")
 
 
 def c2st_curves(rows: list[dict], column: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Each contender's ``(N, mean, std)`` of ``column`` over seeds, N ascending; contenders
-    (a row's ``contender`` text) without that column are left out."""
-    curves: dict[str, list] = {}
+    """Each line's (:func:`curve_label`) ``(N, mean, std)`` of ``column`` over seeds, N ascending;
+    rows without that column are left out, and of two rows with the same line and N the later wins."""
+    points: dict[str, dict[int, tuple[float, float]]] = {}
     for r in rows:
         if column in r:
             v = np.asarray(r[column], np.float64)
-            curves.setdefault(r["contender"], []).append((r["key"]["num_simulations"], np.nanmean(v), np.nanstd(v)))
-    return {c: tuple(np.asarray(a) for a in zip(*sorted(pts))) for c, pts in curves.items()}
+            points.setdefault(curve_label(r), {})[r["key"]["num_simulations"]] = (np.nanmean(v), np.nanstd(v))
+    return {
+        label: (np.asarray(sorted(p)), np.asarray([p[n][0] for n in sorted(p)]), np.asarray([p[n][1] for n in sorted(p)]))
+        for label, p in points.items()
+    }
 
 
-def plot_c2st(rows: list[dict], task: str, ref, path: Path) -> None:
+def plot_c2st(rows: list[dict], task: str, ref, path: Path, observations: int = 10) -> None:
     """Figure 6: C2ST against the number of simulations, one panel per protocol, one line per
-    contender with mean ± std over seeds as error bars; sbi's published NPE values (``ref``,
-    SBI benchmark protocol) dashed."""
+    contender with mean ± std over seeds as error bars; sbi's published NPE values (``ref``, the
+    reference numbers of issue 13, SBI benchmark protocol) dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -347,10 +358,11 @@ def plot_c2st(rows: list[dict], task: str, ref, path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(C2ST_PANELS), figsize=(6 * len(C2ST_PANELS), 4.2), sharey=True)
     for ax, (column, title) in zip(axes, C2ST_PANELS):
+        title = title.format(obs=observations)
         for contender, (n, mean, std) in c2st_curves(rows, column).items():
             ax.errorbar(n, mean, yerr=std, marker="o", capsize=3, label=contender)
         if ref and column == "c2st_mlp":
-            ax.plot([1e3, 1e4, 1e5], ref, "k--", marker="x", label="sbi 0.27 NPE, published (SBI benchmark)")
+            ax.plot([1e3, 1e4, 1e5], ref, "k--", marker="x", label="sbi NPE, published reference values (issue 13)")
         ax.axhline(0.5, color="grey", lw=0.8)
         ax.set(xscale="log", xlabel="number of simulations N", title=title)
         if ax.get_legend_handles_labels()[0]:

@@ -37,3 +37,12 @@ def test_plot_c2st_writes_a_png(tmp_path):
     path = tmp_path / "fig6.png"
     sbi_npe.plot_c2st(rows, "two_moons", sbi_npe.SBI_NPE_REFERENCE["two_moons"], path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_capped_rows_get_their_own_line_and_a_rerun_replaces_a_point():
+    capped = {**_row("dual", 10_000, [0.60, 0.62]), "converged": False, "cap_steps": 4000}
+    rows = [capped, _row("dual", 1_000, [0.8, 0.8]), _row("dual", 1_000, [0.7, 0.7])]
+    curves = sbi_npe.c2st_curves(rows, "c2st_mlp")
+    assert set(curves) == {"dual", "dual, not converged (cap 4000 steps)"}
+    np.testing.assert_allclose(curves["dual"][1], [0.7])  # the later of the two rows at N = 1000
+    np.testing.assert_array_equal(curves["dual, not converged (cap 4000 steps)"][0], [10_000])

@@ -125,14 +125,24 @@ def test_resume_continues_the_step_count(run_dir, tmp_path):
     assert json.loads((copy / "checkpoint.json").read_text())["step"] == 6
 
 
-def test_resume_may_switch_the_trace_only_unroll_setting(run_dir, tmp_path, capsys):
+def test_resume_may_switch_the_trace_only_unroll_setting(run_dir, tmp_path, capsys, monkeypatch):
     """``--set unroll_flow=false`` on --resume continues the same run under the rolled layer loop:
-    the saved config records the switch, and the numbers match the plain (unrolled) resume."""
+    the step that trains is the rolled one, the saved config records the switch, and the numbers
+    match the plain (unrolled) resume."""
     import shutil
 
     import jax
 
+    import adasym_jax.runner as runner
     from adasym_jax.results import load_run
+
+    trained_with = []
+
+    def spy(*args, _real=runner.fit, **kwargs):
+        trained_with.append(kwargs["trainer"].config.unroll_flow)
+        return _real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "fit", spy)
 
     plain, rolled = tmp_path / "plain", tmp_path / "rolled"
     for copy in (plain, rolled):
@@ -140,6 +150,7 @@ def test_resume_may_switch_the_trace_only_unroll_setting(run_dir, tmp_path, caps
     assert json.loads((run_dir / "config.json").read_text())["config"]["unroll_flow"] is True
     assert cli.main(["train", "--out", str(plain), "--resume", "--steps", "6", "--quiet", "--no-plots"]) == 0
     assert cli.main(["train", "--out", str(rolled), "--resume", "--steps", "6", "--set", "unroll_flow=false", "--quiet", "--no-plots"]) == 0
+    assert trained_with == [True, False]
     assert json.loads((rolled / "config.json").read_text())["config"]["unroll_flow"] is False
     a, b = load_run(plain), load_run(rolled)
     assert b.config.unroll_flow is False and int(np.asarray(b.state.step).reshape(-1)[0]) == 6
@@ -154,6 +165,8 @@ def test_resume_may_switch_the_trace_only_unroll_setting(run_dir, tmp_path, caps
     code = cli.main(["train", "--out", str(rolled), "--resume", "--steps", "8", "--set", "lr_flow=1e-4"])
     assert "only unroll_flow may be set on --resume" in _one_line_error(capsys, code)
     assert (rolled / "checkpoint.json").read_text() == before
+    code = cli.main(["train", "--out", str(rolled), "--resume", "--steps", "8", "--set", "unrol_flow=true"])
+    assert "did you mean 'unroll_flow'" in _one_line_error(capsys, code)
 
 
 def test_non_finite_training_saves_last_good_checkpoint(tmp_path, monkeypatch, capsys):
