@@ -341,10 +341,11 @@ def c2st_curves(rows: list[dict], column: str) -> dict[str, tuple[np.ndarray, np
         if column in r:
             v = np.asarray(r[column], np.float64)
             points.setdefault(curve_label(r), {})[r["key"]["num_simulations"]] = (np.nanmean(v), np.nanstd(v))
-    return {
-        label: (np.asarray(sorted(p)), np.asarray([p[n][0] for n in sorted(p)]), np.asarray([p[n][1] for n in sorted(p)]))
-        for label, p in points.items()
-    }
+    curves = {}
+    for label, p in points.items():
+        ns = sorted(p)
+        curves[label] = (np.asarray(ns), np.asarray([p[n][0] for n in ns]), np.asarray([p[n][1] for n in ns]))
+    return curves
 
 
 def plot_c2st(rows: list[dict], task: str, ref, path: Path, observations: int = 10) -> None:
