@@ -6,6 +6,7 @@ issue 14 item 2), in one run on one CPU.
     python benchmarks/sbi_npe.py --tiny                   # small sizes: checks that it all runs
     python benchmarks/sbi_npe.py --task gaussian_mixture_wide --num-simulations 1000,10000,100000 --methods nf --name sbi_nf_gmm
     python benchmarks/sbi_npe.py --optimizer paper --methods nf --name sbi_npe_paper_opt   # our NF with C.3's Adam (0, 0.9)
+    python benchmarks/sbi_npe.py --methods adasym --flow nsf --set lr_ebm=1e-4 --name sbi_dual_diag  # any TrainConfig field (--set, repeatable)
 
 Needs the ``peer`` extra for the sbi rows (``pip install -e '.[peer]'``: torch, zuko, sbi).
 Rows already in the output JSON with the same settings are kept and not rerun (``--fresh``
@@ -53,6 +54,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench2d import command_line, device_string, git_commit, pm  # noqa: E402
 
 from adasym_jax.checkpoint import Standardization  # noqa: E402
+from adasym_jax.cli_args import apply_overrides  # noqa: E402
+from adasym_jax.config import TrainConfig  # noqa: E402
 
 from adasym_jax.presets import sbi as sbi_preset  # noqa: E402
 from adasym_jax.runner import steps_per_epoch, validation_split  # noqa: E402
@@ -83,6 +86,8 @@ def parse(argv=None):
     p.add_argument("--optimizer", default="npe", choices=sorted(OPTIMIZERS), help="our models' Adam: sbi's (0.9, 0.999) + clip 5, or the paper's (0, 0.9)")
     p.add_argument("--standardize", default="zscore", choices=("zscore", "auto"), help="β for our models: z-scored as sbi does, or only when it leaves the splines' range (the library's default)")
     p.add_argument("--flow", default="d4", choices=sorted(FLOWS), help="our flow's sizes: D.4's or sbi's NSF's")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="a TrainConfig field for our models, applied last (repeatable; e.g. lr_ebm=1e-4); each row records them")
     p.add_argument("--no-c2st", action="store_true", help="skip the C2ST scoring (minutes per row); the test NLL is always computed")
     p.add_argument("--max-steps", type=int, default=50_000, help="our NF's cap (steps) for a run to convergence")
     p.add_argument("--dual-max-steps", type=int, default=4000, help="our dual's cap (steps): D.4's dual step costs ~10x NF's, so on a 2-core CPU it is capped; the row says whether seeds converged")
@@ -95,6 +100,10 @@ def parse(argv=None):
     a = p.parse_args(argv)
     a.sizes = [int(v) for v in a.num_simulations.split(",") if v]
     a.patience = NPE["patience"]
+    try:  # a mistyped key or value: one line before anything is simulated or compiled
+        apply_overrides(TrainConfig(), a.overrides)
+    except ValueError as e:
+        p.error(str(e))
     if a.tiny:
         a.sizes, a.seeds, a.observations, a.num_samples, a.patience, a.max_steps, a.dual_max_steps = [600], 2, 2, 500, 2, 60, 60
         a.out = os.path.join(a.out, "tiny")
@@ -142,6 +151,7 @@ def test_set(task, num: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
 
 def ours(task, method: str, beta, u, obs, refs, test, args) -> dict:
     cfg = sbi_preset(task, method).config.replace(batch_size=NPE["batch_size"], lr_flow=NPE["lr"], **OPTIMIZERS[args.optimizer], **FLOWS[args.flow])
+    cfg = apply_overrides(cfg, args.overrides)
     train_idx = validation_split(len(beta), NPE["validation_fraction"])[0]
     ctx = Standardization.fit(u[train_idx])  # the training simulations' u, as sbi's z_score_x="independent"
     u_z, obs_z = (np.asarray(ctx.apply(a), np.float32) for a in (u, obs))
@@ -163,7 +173,8 @@ def ours(task, method: str, beta, u, obs, refs, test, args) -> dict:
     test_nll = -np.asarray(r.trainer.log_prob(r.state, b_test, np.asarray(ctx.apply(test[1]), np.float32)), np.float64).mean(axis=1) + shift
     stopped = np.asarray(r.settings["stopped_step"])
     row = {
-        "contender": f"ours {method} ({args.seeds} seeds vmapped; optimizer {args.optimizer}, β {args.standardize}, flow {args.flow})",
+        "contender": f"ours {method} ({args.seeds} seeds vmapped; optimizer {args.optimizer}, β {args.standardize}, flow {args.flow}"
+                     + "".join(f", {o}" for o in args.overrides) + ")",
         "method": method,
         "train_seconds": train_s,
         "compile_seconds": r.compile_seconds,
@@ -236,7 +247,8 @@ def row_key(task: str, n: int, method: str, args) -> dict:
     return {"task": task, "num_simulations": n, "method": method, "seeds": args.seeds, "observations": args.observations,
             "num_samples": args.num_samples, "optimizer": None if method == "sbi" else args.optimizer, "c2st": not args.no_c2st,
             "standardize": None if method == "sbi" else args.standardize, "flow": None if method == "sbi" else args.flow,
-            "cap_steps": None if method == "sbi" else (args.max_steps if method == "nf" else args.dual_max_steps)}
+            "cap_steps": None if method == "sbi" else (args.max_steps if method == "nf" else args.dual_max_steps),
+            **({"overrides": list(args.overrides)} if args.overrides and method != "sbi" else {})}
 
 
 def main(argv=None) -> int:

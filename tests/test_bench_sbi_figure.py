@@ -1,10 +1,11 @@
-"""benchmarks/sbi_npe.py draws Figure 6 (C2ST against the number of simulations) from its rows:
-each contender's points sorted by N with mean and std over seeds. Unit level: fake rows, no training."""
+"""benchmarks/sbi_npe.py: Figure 6 (C2ST against the number of simulations) drawn from its rows,
+each contender's points sorted by N with mean and std over seeds; and its --set overrides. Unit level: no training."""
 
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -46,3 +47,13 @@ def test_capped_rows_get_their_own_line_and_a_rerun_replaces_a_point():
     assert set(curves) == {"dual", "dual, not converged (cap 4000 steps)"}
     np.testing.assert_allclose(curves["dual"][1], [0.7])  # the later of the two rows at N = 1000
     np.testing.assert_array_equal(curves["dual, not converged (cap 4000 steps)"][0], [10_000])
+
+
+def test_set_overrides_are_checked_at_parse_and_keep_rows_apart(capsys):
+    with pytest.raises(SystemExit):
+        sbi_npe.parse(["--set", "lr_eb=1e-4"])
+    assert "did you mean 'lr_ebm'" in capsys.readouterr().err
+    plain, diag = sbi_npe.parse([]), sbi_npe.parse(["--set", "lr_ebm=1e-4"])
+    assert "overrides" not in sbi_npe.row_key("two_moons", 1000, "adasym", plain)  # rows stored before --set still match
+    assert sbi_npe.row_key("two_moons", 1000, "adasym", diag) != sbi_npe.row_key("two_moons", 1000, "adasym", plain)
+    assert sbi_npe.row_key("two_moons", 1000, "sbi", diag) == sbi_npe.row_key("two_moons", 1000, "sbi", plain)  # sbi's NPE ignores them
