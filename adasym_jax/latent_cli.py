@@ -53,6 +53,8 @@ def register(subparsers) -> None:
     add_overwrite_argument(p, "replace the contents of a non-empty --out")
     p.add_argument("--epochs", type=int, help=f"flow epochs (default: the preset's; D.3: {_CELEBA['epochs']})")
     p.add_argument("--eval-every", type=int, default=1, help="epochs between evaluations (default 1)")
+    p.add_argument("--patience", type=int, help="train to convergence: stop a seed after this many evaluations without a lower validation NLL of p_θ and keep its best parameters; --epochs is then the cap (default off: a fixed number of epochs)")
+    p.add_argument("--validation-fraction", type=float, help="share of the training images held out to validate with --patience (default 0.1)")
     p.add_argument("--ae-epochs", type=int, help=f"autoencoder epochs (default: the preset's; C.2: {_CELEBA['ae_epochs']})")
     p.add_argument("--ae-batch", type=int, help=f"autoencoder minibatch size (default: the preset's; C.2: {_CELEBA['ae_batch']})")
     p.add_argument("--ae-lr", type=float, help=f"autoencoder Adam learning rate (default: the preset's; C.2: {_CELEBA['ae_lr']:g})")
@@ -112,8 +114,14 @@ def cmd_latent(args: argparse.Namespace) -> int:
     from adasym_jax.latent.autoencoder import check_images, check_latent_dim
     from adasym_jax.latent.run import AutoencoderSettings, Recipe, load_image_file
 
+    from adasym_jax.runner import check_early_stopping
+
     seeds = parse_seeds(args.seeds)
     config = _config(args)
+    if args.validation_fraction is not None and args.patience is None:
+        raise ValueError("--validation-fraction is for a run to convergence: give --patience too")
+    fraction = 0.0 if args.patience is None else (0.1 if args.validation_fraction is None else args.validation_fraction)
+    check_early_stopping(fraction, args.patience)
     for name in ("epochs", "eval_every", "ae_epochs", "ae_batch", "zeta_every", "metric_samples"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
@@ -175,6 +183,7 @@ def cmd_latent(args: argparse.Namespace) -> int:
             split.train_pixels, split.test_pixels, out, config=config, recipe=recipe, seeds=seeds, epochs=args.epochs,
             eval_every_epochs=args.eval_every, image_metric=metric, metric_name=metric_name,
             num_metric_samples=args.metric_samples, progress=say, extra_image_metrics=extra_metrics,
+            validation_fraction=fraction, patience=args.patience,
         )
     else:
         from adasym_jax.latent.run import run_images
@@ -184,7 +193,7 @@ def cmd_latent(args: argparse.Namespace) -> int:
             train, test, out, config=config, recipe=recipe, autoencoder=ae, seeds=seeds, epochs=args.epochs,
             eval_every_epochs=args.eval_every, image_metric=metric, metric_name=metric_name,
             num_metric_samples=args.metric_samples, invert_grids=invert, progress=say,
-            extra_image_metrics=extra_metrics,
+            extra_image_metrics=extra_metrics, validation_fraction=fraction, patience=args.patience,
         )
     ev = metrics["evals"]
     from adasym_jax.latent.run import finite_mean as nanmean
@@ -194,6 +203,10 @@ def cmd_latent(args: argparse.Namespace) -> int:
         print(f"{metric_name}: best {nanmean(ev[metric_name]['best']):.3f}, last {nanmean(ev[metric_name]['last']):.3f}")
     if "fid" in ev:
         print(f"fid: best {nanmean(ev['fid']['best']):.3f}, last {nanmean(ev['fid']['last']):.3f}")
+    if "early_stopping" in metrics:
+        es = metrics["early_stopping"]
+        print(f"early stopping (patience {args.patience} evaluations): seeds stopped at epochs {', '.join(map(str, es['stopped_epoch']))} "
+              f"(cap {args.epochs}), best at {', '.join(map(str, es['best_epoch']))}; the run keeps each seed's best-validation parameters")
     print(f"wrote {out}")
     if any(metrics["diverged"]):
         hint = "" if args.method == "nf" else " (a longer --warm-start-steps or --no-temperature may help)"

@@ -2,6 +2,8 @@
 
     python benchmarks/latent.py                       # ~20 min on a 2-core CPU
     python benchmarks/latent.py --quick               # smoke test, ~3 min
+    python benchmarks/latent.py --patience 20 --epochs 300 --eval-every 1 --ablation-seeds 0 --out benchmarks/results/latent_conv/latent.md
+                                                      # adasym and NF to convergence (10 % validation, cap 300 epochs)
 
 Writes ``benchmarks/results/latent.md`` and the PNG grids in ``benchmarks/results/latent/``.
 Metric: the *Fréchet digits distance* (FDD) — the Fréchet distance in the feature space of a
@@ -45,8 +47,10 @@ def _ms(v) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--ablation-seeds", type=int, default=3)
-    ap.add_argument("--epochs", type=int, default=30, help="flow epochs (11 steps each at batch 128)")
+    ap.add_argument("--ablation-seeds", type=int, default=3, help="seeds of the ablation and pixel-space runs (0 skips them)")
+    ap.add_argument("--epochs", type=int, default=30, help="flow epochs (11 steps each at batch 128; 10 with a validation split); the cap with --patience")
+    ap.add_argument("--patience", type=int, help="train to convergence: stop a seed after this many evaluations without a lower validation NLL of p_θ, keep its best")
+    ap.add_argument("--validation-fraction", type=float, default=0.1, help="held-out share of the training digits with --patience")
     ap.add_argument("--eval-every", type=int, default=5, help="epochs between FDD evaluations")
     ap.add_argument("--latent-dim", type=int, default=16)
     ap.add_argument("--ae-epochs", type=int, default=20)
@@ -83,6 +87,7 @@ def main(argv=None) -> int:
 
     base = PAPER_CONFIG.replace(ebm_blocks=1, ebm_hidden=128, num_zeta_samples=1000, eval_zeta_samples=2000)
     recipe = Recipe(warm_start_steps=200, warm_start_samples=512, zeta_every=20)
+    converge = {} if args.patience is None else {"validation_fraction": args.validation_fraction, "patience": args.patience}
     common = dict(
         autoencoder=AutoencoderSettings(latent_dim=args.latent_dim, epochs=args.ae_epochs),
         autoencoder_fit=ae,
@@ -92,6 +97,7 @@ def main(argv=None) -> int:
         metric_name="fdd",
         invert_grids=True,
         progress=say,
+        **converge,
     )
     runs = {
         "adasym": (base, recipe, args.seeds),
@@ -102,6 +108,8 @@ def main(argv=None) -> int:
     }
     results = {}
     for name, (cfg, rec, seeds) in runs.items():
+        if seeds < 1:
+            continue
         d = work / _slug(name)
         if args.reuse and (d / "metrics.json").is_file():
             results[name] = json.loads((d / "metrics.json").read_text())
@@ -114,7 +122,7 @@ def main(argv=None) -> int:
 
     pix_cfg = base.replace(num_transforms=6, num_bins=16)
     pix = {}
-    for name, cfg in (("adasym", pix_cfg), ("nf", pix_cfg.replace(method="nf"))):
+    for name, cfg in (("adasym", pix_cfg), ("nf", pix_cfg.replace(method="nf"))) if args.ablation_seeds > 0 else ():
         d = work / f"pixels_{name}"
         if args.reuse and (d / "metrics.json").is_file():
             pix[name] = json.loads((d / "metrics.json").read_text())
@@ -123,7 +131,7 @@ def main(argv=None) -> int:
         say(f"--- pixel space {name}")
         t0 = time.time()
         m = run_pixels(split.train_pixels, split.test_pixels, d, config=cfg, recipe=recipe, seeds=args.ablation_seeds,
-                       epochs=args.epochs, eval_every_epochs=args.eval_every, image_metric=fdd, metric_name="fdd", progress=say)
+                       epochs=args.epochs, eval_every_epochs=args.eval_every, image_metric=fdd, metric_name="fdd", progress=say, **converge)
         pix[name] = _stamp(d, m, time.time() - t0)
 
     # side-by-side grids: data, reconstructions, adasym, nf (seed 0, final)
@@ -132,8 +140,9 @@ def main(argv=None) -> int:
         panels.append(_decoded_samples(work / name, ae))
         titles.append(f"{name} samples (seed 0)")
     save_grids(fig_dir / "digits_side_by_side.png", panels, titles, invert=True)
-    pix_panels = [np.asarray(te[:50])] + [_pixel_samples(work / f"pixels_{n}") for n in ("adasym", "nf")]
-    save_grids(fig_dir / "pixels_side_by_side.png", pix_panels, ["held-out digits", "adasym (pixel space)", "nf (pixel space)"], invert=True)
+    if pix:
+        pix_panels = [np.asarray(te[:50])] + [_pixel_samples(work / f"pixels_{n}") for n in ("adasym", "nf")]
+        save_grids(fig_dir / "pixels_side_by_side.png", pix_panels, ["held-out digits", "adasym (pixel space)", "nf (pixel space)"], invert=True)
 
     total = time.time() - t_start
     cmd = "python benchmarks/latent.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
@@ -192,6 +201,34 @@ def _row(name, m, key="fdd"):
     )
 
 
+def _length(args, base) -> str:
+    """How long the runs trained: a fixed number of epochs, or to convergence with its cap."""
+    n_train = 1438 - (0 if args.patience is None else int(round(args.validation_fraction * 1438)))
+    per = n_train // base.batch_size
+    if args.patience is None:
+        return f"{args.epochs} epochs × {per} steps = {args.epochs * per} steps"
+    return (f"To convergence: {args.validation_fraction:.0%} of the training digits held out, a seed stops after {args.patience} "
+            f"evaluations without a lower validation NLL of p_θ (cap {args.epochs} epochs × {per} steps = {args.epochs * per} steps)")
+
+
+def _converged_rows(results: dict) -> list[str]:
+    """The runs to convergence: where each seed stopped, and its kept (best-validation) state's scores."""
+    rows = [(n, m) for n, m in results.items() if "early_stopping" in m]
+    if not rows:
+        return []
+    L = ["## To convergence: the kept state of each seed\n",
+         "Each seed stops after `patience` evaluations without a lower validation NLL of p_θ and keeps its best-validation "
+         "parameters; \"kept\" columns score that state (the table above scores the training state: best over evaluations, and last).\n",
+         "| run | stopped at epoch (per seed) | best validation at epoch | FDD of the kept state ↓ | latent test NLL of the kept state ↓ | best validation NLL |",
+         "|---|---|---|---|---|---|"]
+    for name, m in rows:
+        es, ev = m["early_stopping"], m["evals"]
+        val = [float(np.nanmin(np.array(c, dtype=float))) for c in es["val_curve"]]  # null (NaN) after a seed stopped
+        L.append(f"| {name} | {', '.join(map(str, es['stopped_epoch']))} | {', '.join(map(str, es['best_epoch']))} "
+                 f"| {_ms(ev['fdd']['at_best_val'])} | {_ms(ev['test_nll_p']['at_best_val'])} | {_ms(val)} |")
+    return L + [""]
+
+
 def _write_md(path: Path, args, cmd, acc, floor, ae_rows, results, pix, base, recipe, total) -> None:
     hdr = (
         "| run | seeds | best FDD ↓ | last FDD ↓ | best latent test NLL ↓ | last latent test NLL ↓ | last log ζ̂ | diverged seeds | steps/s (all seeds) | wall s |\n"
@@ -225,17 +262,28 @@ def _write_md(path: Path, args, cmd, acc, floor, ae_rows, results, pix, base, re
              f"T = {base.temperature}, batch {base.batch_size}, LR θ {base.lr_flow:g}, ψ {base.lr_ebm:g}, λ {base.lr_dual:g}, "
              f"λ_ζ {base.lr_dual_zeta:g}, ε_ζ {base.eps_zeta:g} (all D.3). ζ from {base.num_zeta_samples} samples "
              f"refreshed every {recipe.zeta_every} steps (D.3: 5000 every 100). Warm start {recipe.warm_start_steps} Adam "
-             f"steps (LR {recipe.warm_start_lr:g}) on {recipe.warm_start_samples} flow samples. {args.epochs} epochs × 11 steps "
-             f"= {args.epochs * 11} steps (D.3: 40 epochs of CelebA ≈ 50k steps), FDD every {args.eval_every} epochs; "
+             f"steps (LR {recipe.warm_start_lr:g}) on {recipe.warm_start_samples} flow samples. " + _length(args, base) +
+             f" (D.3: 40 epochs of CelebA ≈ 50k steps), FDD every {args.eval_every} epochs; "
              "\"best\" is the minimum over those evaluations (the paper reports the best FID during training). "
              "Latent NLL is in standardized latent units (nats per 16-D code).\n")
     L.append("## adasym vs NF, and the ablation\n")
     L.append(hdr)
     for name, m in results.items():
         L.append(_row(name, m))
+    L.append("")
+    L += _converged_rows(results)
     L.append("\nGrids (final samples of seed 0, decoded): `latent/digits_side_by_side.png`\n")
     L.append("![digits](latent/digits_side_by_side.png)\n")
-    L.append("## Pixel space (64-D, no autoencoder)\n")
+    L += _pixel_section(pix)
+    L.append("## Verdict on C6\n")
+    L.append("VERDICT_PLACEHOLDER\n")
+    path.write_text("\n".join(L))
+
+
+def _pixel_section(pix: dict) -> list[str]:
+    if not pix:
+        return []
+    L = ["## Pixel space (64-D, no autoencoder)\n"]
     L.append("Dequantized pixels (pix + u)/17·2 − 1, standardized per pixel. NLL in dequantized (−1, 1) units and as bits per "
              "pixel of the 0..16 data (an upper bound).\n")
     L.append("| run | seeds | best FDD ↓ | last FDD ↓ | best test NLL ↓ | last test NLL ↓ | last bits/pixel | diverged seeds | steps/s | wall s |\n|---|---|---|---|---|---|---|---|---|---|")
@@ -245,9 +293,7 @@ def _write_md(path: Path, args, cmd, acc, floor, ae_rows, results, pix, base, re
                  f"| {_ms(ev['test_nll_p_unit']['last'])} | {_ms(ev['test_bits_per_pixel']['last'])} | {sum(m['diverged'])} "
                  f"| {m['steps_per_second']:.2f} | {m.get('wall_seconds', float('nan')):.0f} |")
     L.append("\n![pixels](latent/pixels_side_by_side.png)\n")
-    L.append("## Verdict on C6\n")
-    L.append("VERDICT_PLACEHOLDER\n")
-    path.write_text("\n".join(L))
+    return L
 
 
 if __name__ == "__main__":

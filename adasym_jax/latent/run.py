@@ -35,7 +35,7 @@ from adasym_jax.latent.grid import save_grids
 from adasym_jax.latent.warmstart import WarmStartSettings, warm_start_ebm
 from adasym_jax.presets import latent as latent_preset
 from adasym_jax.files import write_json
-from adasym_jax.runner import FitResult, Trainer, fit, seed_list, steps_per_epoch
+from adasym_jax.runner import FitResult, Trainer, fit, seed_list, steps_per_epoch, validation_split
 from adasym_jax.validation import check_points
 
 #: Appendix D.3 for CelebA, :func:`adasym_jax.presets.latent` ``("celeba")``: NSF 6 transforms ×
@@ -86,7 +86,10 @@ class AutoencoderSettings:
 class LatentRun:
     """Result of :func:`train_on_latents`. ``evals[name]`` is ``(num_seeds, n_evals)`` at
     ``eval_epochs``; ``warm_start_loss`` ``(num_seeds, steps)`` (empty without warm start);
-    ``diverged`` ``(num_seeds,)`` is True where a training metric became NaN/inf."""
+    ``diverged`` ``(num_seeds,)`` is True where a training metric became NaN/inf. Trained to
+    convergence (``patience``): ``val_curve`` ``(num_seeds, n_evals)`` is the validation NLL of
+    p_θ, ``best_epoch`` / ``stopped_epoch`` ``(num_seeds,)`` each seed's best evaluation and where it
+    stopped (``epochs`` for a seed that reached the cap), and ``state`` holds each seed's best-validation parameters."""
 
     trainer: Trainer
     state: Any
@@ -98,6 +101,9 @@ class LatentRun:
     steps: int
     train_seconds: float
     steps_per_second: float
+    val_curve: Optional[np.ndarray] = None
+    best_epoch: Optional[np.ndarray] = None
+    stopped_epoch: Optional[np.ndarray] = None
 
 
 def train_on_latents(
@@ -113,6 +119,8 @@ def train_on_latents(
     num_metric_samples: int = 1000,
     progress: Optional[Callable[[str], None]] = None,
     extra_sample_metrics: Optional[Mapping[str, Callable[[np.ndarray], float]]] = None,
+    validation_fraction: float = 0.0,
+    patience: Optional[int] = None,
 ) -> LatentRun:
     """Train every seed at once on ``x_train (n, d)``; evaluate after every ``eval_every_epochs``,
     through :func:`adasym_jax.runner.fit` (the library's one training loop).
@@ -126,6 +134,11 @@ def train_on_latents(
     ``name`` (e.g. ``{"fid": ...}``). A seed that diverges stops at its last good state
     (``fit(on_nonfinite="freeze")``) and its later values are NaN; the others go on.
     ``progress`` receives one line per phase and evaluation, and enables the progress bar.
+
+    To convergence (:func:`~adasym_jax.runner.fit`'s rule): ``validation_fraction`` of the rows
+    of ``x_train`` are held out (:func:`~adasym_jax.runner.validation_split`) and the exact NLL
+    of p_θ on them is evaluated with the rest; with ``patience`` a seed stops after that many
+    evaluations without a lower one and keeps its best parameters, ``epochs`` being the cap.
     """
     if config.method not in ("adasym", "nf"):
         raise ValueError(f"method must be adasym or nf, got {config.method!r}")
@@ -146,7 +159,7 @@ def train_on_latents(
             f"got config.zeta_refresh_every={config.zeta_refresh_every} too"
         )
     config = config.replace(zeta_refresh_every=recipe.zeta_every)
-    per_epoch = steps_per_epoch(config, n)
+    per_epoch = steps_per_epoch(config, len(validation_split(n, validation_fraction)[0]))
     trainer = Trainer(config, dim)
     flow, ebm = trainer.flow, trainer.ebm
     state = trainer.init(seeds_)
@@ -167,6 +180,8 @@ def train_on_latents(
     def report(r: FitResult) -> None:
         epoch = r.eval_steps[-1] // per_epoch
         msg = f"epoch {epoch}/{epochs}: test NLL p {finite_mean(r.evals['test_nll_p'][:, -1]):.3f}"
+        if r.val_curve is not None:
+            msg += f", validation NLL p {finite_mean(r.val_curve[:, -1]):.3f}"
         for name in metric_fns:
             msg += f", {'sample metric' if name == 'sample_metric' else name} {finite_mean(r.evals[name][:, -1]):.3f}"
         _say(progress, msg)
@@ -176,8 +191,15 @@ def train_on_latents(
         eval_every=eval_every_epochs * per_epoch, state=state, trainer=trainer, standardize=False,
         progress=progress is not None, on_eval=report if progress is not None else None,
         evaluators=[sample_metrics] if metric_fns else [], on_nonfinite="freeze",
+        validation_fraction=validation_fraction, patience=patience,
     )
     steps = fitted.eval_steps[-1]
+    early = {}
+    if patience is not None:
+        early = {
+            "best_epoch": np.asarray(fitted.best_step) // per_epoch,
+            "stopped_epoch": np.asarray(fitted.stopped_step) // per_epoch,
+        }
     return LatentRun(
         trainer=trainer,
         state=fitted.state,
@@ -189,6 +211,8 @@ def train_on_latents(
         steps=steps,
         train_seconds=steps / fitted.steps_per_second if fitted.steps_per_second > 0 else float("nan"),
         steps_per_second=fitted.steps_per_second,
+        val_curve=None if fitted.val_curve is None else np.asarray(fitted.val_curve, np.float64),
+        **early,
     )
 
 
@@ -204,12 +228,19 @@ def _say(progress, msg: str) -> None:
 
 
 def summarize(run: LatentRun, name: str = "sample_metric") -> dict[str, Any]:
-    """Per-seed best and last of every evaluated quantity (best = min over evaluations)."""
+    """Per-seed best and last of every evaluated quantity (best = min over evaluations); for a
+    run to convergence also ``at_best_val``, the value at each seed's best-validation evaluation
+    (the parameters the run keeps; NaN where that was before the first evaluation)."""
     out: dict[str, Any] = {}
+    at = None
+    if run.best_epoch is not None:
+        at = [run.eval_epochs.index(e) if e in run.eval_epochs else None for e in np.asarray(run.best_epoch).tolist()]
     for k, v in run.evals.items():
         with np.errstate(all="ignore"):
             best = np.array([np.nanmin(r) if np.any(np.isfinite(r)) else np.nan for r in v])
         out[k] = {"best": best.tolist(), "last": v[:, -1].tolist(), "curve": v.tolist()}
+        if at is not None:
+            out[k]["at_best_val"] = [float(v[s, j]) if j is not None else float("nan") for s, j in enumerate(at)]
     return out
 
 
@@ -272,6 +303,8 @@ def run_images(
     progress: Optional[Callable[[str], None]] = None,
     autoencoder_fit: Optional[AutoencoderFit] = None,
     extra_image_metrics: Optional[Mapping[str, Callable[[np.ndarray], float]]] = None,
+    validation_fraction: float = 0.0,
+    patience: Optional[int] = None,
 ) -> dict[str, Any]:
     """Autoencoder (C.2) on ``train_images``, then the flow (+ EBM) on standardized latents.
 
@@ -284,7 +317,9 @@ def run_images(
     (e.g. :class:`~adasym_jax.latent.frechet.FrechetDigits`); it is evaluated every epoch on
     decoded samples and reported best-over-training and last. ``extra_image_metrics``
     ``{name: fn}`` (e.g. ``{"fid": InceptionFID(...)}``) are evaluated the same way and stored
-    under ``name``, plus ``{name}_reconstructions`` and ``{name}_test_images``. Returns the
+    under ``name``, plus ``{name}_reconstructions`` and ``{name}_test_images``.
+    ``validation_fraction`` and ``patience`` train to convergence as :func:`train_on_latents`
+    (the latents' standardization is then fitted on the training rows only). Returns the
     metrics dict.
     """
     check_images(train_images, "training images")
@@ -302,7 +337,7 @@ def run_images(
         ae = fit_autoencoder(train_images, test_images, autoencoder, progress)
     z_train = encode(ae.model, ae.params, train_images)
     z_test = encode(ae.model, ae.params, test_images)
-    scaler = Standardization.fit(z_train)
+    scaler = Standardization.fit(z_train[validation_split(len(z_train), validation_fraction)[0]])
 
     def to_images(latents_std: np.ndarray) -> np.ndarray:
         return decode(ae.model, ae.params, _f32(scaler.invert(latents_std)))
@@ -321,6 +356,8 @@ def run_images(
         num_metric_samples=num_metric_samples,
         progress=progress,
         extra_sample_metrics=extras,
+        validation_fraction=validation_fraction,
+        patience=patience,
     )
     config = run.trainer.config  # with the recipe's ζ refresh period, which the saved state needs
     recon = reconstruct(ae.model, ae.params, test_images[:num_metric_samples])
@@ -333,7 +370,8 @@ def run_images(
     for name, fn in (extra_image_metrics or {}).items():
         extra[f"{name}_reconstructions"] = _finite_or_none(fn(recon))
         extra[f"{name}_test_images"] = _finite_or_none(fn(test_images[:num_metric_samples]))
-    metrics = _write_run(out, run, config, recipe, metric_name, extra, {"autoencoder": dataclasses.asdict(autoencoder)})
+    settings = {"autoencoder": dataclasses.asdict(autoencoder), **_early_settings(validation_fraction, patience)}
+    metrics = _write_run(out, run, config, recipe, metric_name, extra, settings)
     state_bytes = serialization.msgpack_serialize(serialization.to_state_dict(jax.device_get(ae.params)))
     (out / "autoencoder.msgpack").write_bytes(state_bytes)
     write_json(
@@ -346,6 +384,11 @@ def run_images(
         save_grids(out / "samples.png", [to_images(samples)], [f"{config.method} samples (seed {run.seeds[0]})"], invert=invert_grids)
     save_grids(out / "reconstructions.png", [test_images[:50], recon[:50]], ["test images", "reconstructions"], invert=invert_grids)
     return metrics
+
+
+def _early_settings(validation_fraction: float, patience: Optional[int]) -> dict[str, Any]:
+    """The run-settings entry of a run to convergence (none for a fixed-length run)."""
+    return {} if patience is None else {"early_stopping": {"validation_fraction": float(validation_fraction), "patience": int(patience)}}
 
 
 def _f32(a) -> np.ndarray:
@@ -426,6 +469,13 @@ def _write_run(out: Path, run: LatentRun, config, recipe, metric_name, extra, se
         "evals": summary,
         **extra,
     }
+    if run.best_epoch is not None:
+        metrics["early_stopping"] = {
+            **settings.get("early_stopping", {}),
+            "best_epoch": np.asarray(run.best_epoch).tolist(),
+            "stopped_epoch": np.asarray(run.stopped_epoch).tolist(),
+            "val_curve": np.asarray(run.val_curve).tolist(),
+        }
     write_json(out / "metrics.json", metrics)
     # the layout of every run folder (adasym train, sbi, latent): {"config": TrainConfig, "run": settings}
     write_json(out / "config.json", {"config": config.to_dict(), "run": {"recipe": dataclasses.asdict(recipe), **settings}})
@@ -449,20 +499,23 @@ def run_pixels(
     invert_grids: bool = True,
     progress: Optional[Callable[[str], None]] = None,
     extra_image_metrics: Optional[Mapping[str, Callable[[np.ndarray], float]]] = None,
+    validation_fraction: float = 0.0,
+    patience: Optional[int] = None,
 ) -> dict[str, Any]:
     """Digits directly in pixel space (8·8 = 64 dimensions, no autoencoder).
 
     Integer pixels ``(n, 8, 8, 1)`` are dequantized to (−1, 1) (:func:`.digits.dequantize`; the
     test set once with a fixed noise seed), then standardized per pixel. Test NLLs are reported
     in dequantized (−1, 1) units (``test_nll_p_unit``) and as bits per pixel of the 0..16 data.
-    ``extra_image_metrics`` as in :func:`run_images` (evaluated on samples only).
+    ``extra_image_metrics`` as in :func:`run_images` (evaluated on samples only);
+    ``validation_fraction`` and ``patience`` as there.
     """
     from adasym_jax.latent.digits import dequantize, discrete_bits_per_dim
 
     shape = train_pixels.shape[1:]
     x_tr = dequantize(train_pixels, data_seed).reshape(len(train_pixels), -1)
     x_te = dequantize(test_pixels, data_seed + 1).reshape(len(test_pixels), -1)
-    scaler = Standardization.fit(x_tr)
+    scaler = Standardization.fit(x_tr[validation_split(len(x_tr), validation_fraction)[0]])
     dim = x_tr.shape[1]
 
     def to_images(s: np.ndarray) -> np.ndarray:
@@ -484,12 +537,14 @@ def run_pixels(
         num_metric_samples=num_metric_samples,
         progress=progress,
         extra_sample_metrics=extras,
+        validation_fraction=validation_fraction,
+        patience=patience,
     )
     config = run.trainer.config  # with the recipe's ζ refresh period, which the saved state needs
     nll_unit = run.evals["test_nll_p"] + scaler.log_det  # data units: + Σ log std (Standardization.log_det)
     run.evals["test_nll_p_unit"] = nll_unit
     run.evals["test_bits_per_pixel"] = np.vectorize(lambda v: discrete_bits_per_dim(v, dim))(nll_unit)
-    metrics = _write_run(out, run, config, recipe, metric_name, {}, {"pixel_space": True, "dim": dim})
+    metrics = _write_run(out, run, config, recipe, metric_name, {}, {"pixel_space": True, "dim": dim, **_early_settings(validation_fraction, patience)})
     save_checkpoint(out, run.state, config, dim, run.seeds, extra=_latent_extra("pixels", scaler), standardization=scaler)
     samples = np.asarray(run.trainer.sample(run.state, jax.random.PRNGKey(7), 50))[0]
     if np.all(np.isfinite(samples)):
