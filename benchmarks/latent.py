@@ -30,6 +30,7 @@ from adasym_jax.latent.autoencoder import reconstruct
 from adasym_jax.latent.digits import load_digits_split, to_unit
 from adasym_jax.latent.frechet import FrechetDigits, train_digits_classifier
 from adasym_jax.latent.grid import save_grids
+from adasym_jax.runner import check_early_stopping, validation_split
 from adasym_jax.latent.run import PAPER_CONFIG, AutoencoderSettings, Recipe, fit_autoencoder, run_images, run_pixels
 
 ROOT = Path(__file__).resolve().parent
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ablation-seeds", type=int, default=3, help="seeds of the ablation and pixel-space runs (0 skips them)")
     ap.add_argument("--epochs", type=int, default=30, help="flow epochs (11 steps each at batch 128; 10 with a validation split); the cap with --patience")
     ap.add_argument("--patience", type=int, help="train to convergence: stop a seed after this many evaluations without a lower validation NLL of p_θ, keep its best")
-    ap.add_argument("--validation-fraction", type=float, default=0.1, help="held-out share of the training digits with --patience")
+    ap.add_argument("--validation-fraction", type=float, help="held-out share of the training digits with --patience (default 0.1)")
     ap.add_argument("--eval-every", type=int, default=5, help="epochs between FDD evaluations")
     ap.add_argument("--latent-dim", type=int, default=16)
     ap.add_argument("--ae-epochs", type=int, default=20)
@@ -60,8 +61,18 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--reuse", action="store_true", help="reuse run folders in --work that already hold metrics.json")
     args = ap.parse_args(argv)
-    if args.quick:
-        args.seeds, args.ablation_seeds, args.epochs, args.eval_every, args.ae_epochs, args.ae_sweep = 2, 2, 4, 2, 3, ""
+    if args.quick:  # --ablation-seeds 0 still skips the ablations
+        args.seeds, args.ablation_seeds, args.epochs, args.eval_every, args.ae_epochs, args.ae_sweep = 2, min(args.ablation_seeds, 2), 4, 2, 3, ""
+    if args.seeds < 1 or args.ablation_seeds < 0:
+        ap.error("--seeds must be >= 1 and --ablation-seeds >= 0")
+    if args.validation_fraction is not None and args.patience is None:
+        ap.error("--validation-fraction is for a run to convergence: give --patience too")
+    if args.patience is not None:
+        args.validation_fraction = 0.1 if args.validation_fraction is None else args.validation_fraction
+        try:  # before the classifier and the autoencoder train
+            check_early_stopping(args.validation_fraction, args.patience)
+        except ValueError as e:
+            ap.error(str(e))
     t_start = time.time()
     work = Path(args.work)
     fig_dir = Path(args.out).parent / "latent"
@@ -108,11 +119,11 @@ def main(argv=None) -> int:
     }
     results = {}
     for name, (cfg, rec, seeds) in runs.items():
-        if seeds < 1:
+        if seeds < 1:  # --ablation-seeds 0
             continue
         d = work / _slug(name)
         if args.reuse and (d / "metrics.json").is_file():
-            results[name] = json.loads((d / "metrics.json").read_text())
+            results[name] = _reused(d, args)
             say(f"--- {name}: reused {d}")
             continue
         say(f"--- {name}: {seeds} seeds")
@@ -125,7 +136,7 @@ def main(argv=None) -> int:
     for name, cfg in (("adasym", pix_cfg), ("nf", pix_cfg.replace(method="nf"))) if args.ablation_seeds > 0 else ():
         d = work / f"pixels_{name}"
         if args.reuse and (d / "metrics.json").is_file():
-            pix[name] = json.loads((d / "metrics.json").read_text())
+            pix[name] = _reused(d, args)
             say(f"--- pixel space {name}: reused {d}")
             continue
         say(f"--- pixel space {name}")
@@ -150,6 +161,15 @@ def main(argv=None) -> int:
     (Path(args.out).parent / "latent.json").write_text(json.dumps({"results": results, "pixels": pix}, indent=1, default=float))
     say(f"wrote {args.out} ({total / 60:.1f} min)")
     return 0
+
+
+def _reused(d: Path, args) -> dict:
+    """A finished run's metrics for --reuse, refused when it trained by another stopping rule."""
+    m = json.loads((d / "metrics.json").read_text())
+    if m.get("early_stopping", {}).get("patience") != args.patience:
+        raise SystemExit(f"latent.py: error: {d} was trained with patience {m.get('early_stopping', {}).get('patience')}, "
+                         f"this command asks for {args.patience}; use another --work folder")
+    return m
 
 
 def _slug(name: str) -> str:
@@ -203,7 +223,7 @@ def _row(name, m, key="fdd"):
 
 def _length(args, base) -> str:
     """How long the runs trained: a fixed number of epochs, or to convergence with its cap."""
-    n_train = 1438 - (0 if args.patience is None else int(round(args.validation_fraction * 1438)))
+    n_train = len(validation_split(1438, 0.0 if args.patience is None else args.validation_fraction)[0])  # of the 1,438 training digits
     per = n_train // base.batch_size
     if args.patience is None:
         return f"{args.epochs} epochs × {per} steps = {args.epochs * per} steps"

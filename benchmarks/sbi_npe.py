@@ -54,8 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench2d import command_line, device_string, git_commit, pm  # noqa: E402
 
 from adasym_jax.checkpoint import Standardization  # noqa: E402
-from adasym_jax.cli_args import apply_overrides  # noqa: E402
-from adasym_jax.config import TrainConfig  # noqa: E402
+from adasym_jax.cli_args import add_set_argument, apply_overrides  # noqa: E402
 
 from adasym_jax.presets import sbi as sbi_preset  # noqa: E402
 from adasym_jax.runner import steps_per_epoch, validation_split  # noqa: E402
@@ -86,8 +85,7 @@ def parse(argv=None):
     p.add_argument("--optimizer", default="npe", choices=sorted(OPTIMIZERS), help="our models' Adam: sbi's (0.9, 0.999) + clip 5, or the paper's (0, 0.9)")
     p.add_argument("--standardize", default="zscore", choices=("zscore", "auto"), help="β for our models: z-scored as sbi does, or only when it leaves the splines' range (the library's default)")
     p.add_argument("--flow", default="d4", choices=sorted(FLOWS), help="our flow's sizes: D.4's or sbi's NSF's")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="a TrainConfig field for our models, applied last (repeatable; e.g. lr_ebm=1e-4); each row records them")
+    add_set_argument(p, "overrides", "TrainConfig fields for our models, applied last, one or more per flag (e.g. --set lr_ebm=1e-4); each row records them")
     p.add_argument("--no-c2st", action="store_true", help="skip the C2ST scoring (minutes per row); the test NLL is always computed")
     p.add_argument("--max-steps", type=int, default=50_000, help="our NF's cap (steps) for a run to convergence")
     p.add_argument("--dual-max-steps", type=int, default=4000, help="our dual's cap (steps): D.4's dual step costs ~10x NF's, so on a 2-core CPU it is capped; the row says whether seeds converged")
@@ -100,14 +98,36 @@ def parse(argv=None):
     a = p.parse_args(argv)
     a.sizes = [int(v) for v in a.num_simulations.split(",") if v]
     a.patience = NPE["patience"]
-    try:  # a mistyped key or value: one line before anything is simulated or compiled
-        apply_overrides(TrainConfig(), a.overrides)
-    except ValueError as e:
-        p.error(str(e))
+    check_overrides(a)
     if a.tiny:
         a.sizes, a.seeds, a.observations, a.num_samples, a.patience, a.max_steps, a.dual_max_steps = [600], 2, 2, 500, 2, 60, 60
         a.out = os.path.join(a.out, "tiny")
     return a
+
+
+#: --set keys that would change what a row is rather than how it trains
+_FIXED_KEYS = ("method", "context_dim")
+
+
+def our_config(task, method: str, args):
+    """Our model's TrainConfig for a row: D.4's preset, sbi's batch and LR, the --optimizer and
+    --flow choices, then the --set overrides."""
+    cfg = sbi_preset(task, method).config.replace(batch_size=NPE["batch_size"], lr_flow=NPE["lr"], **OPTIMIZERS[args.optimizer], **FLOWS[args.flow])
+    return apply_overrides(cfg, args.overrides)
+
+
+def check_overrides(args) -> None:
+    """A bad --set (unknown key, bad value, a key fixed by the row): one line, exit 1, before
+    anything is simulated or compiled."""
+    try:
+        for text in args.overrides:
+            if text.split("=", 1)[0].strip() in _FIXED_KEYS:
+                raise ValueError(f"--set {text}: {', '.join(_FIXED_KEYS)} are fixed by --methods and the task")
+        task = get_task(args.task)
+        for m in {"nf", "adasym"} & set(args.methods.split(",")):
+            our_config(task, m, args)
+    except ValueError as e:
+        raise SystemExit(f"sbi_npe.py: error: {e}") from None
 
 
 def observations(task, num: int) -> np.ndarray:
@@ -150,8 +170,7 @@ def test_set(task, num: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
 
 
 def ours(task, method: str, beta, u, obs, refs, test, args) -> dict:
-    cfg = sbi_preset(task, method).config.replace(batch_size=NPE["batch_size"], lr_flow=NPE["lr"], **OPTIMIZERS[args.optimizer], **FLOWS[args.flow])
-    cfg = apply_overrides(cfg, args.overrides)
+    cfg = our_config(task, method, args)
     train_idx = validation_split(len(beta), NPE["validation_fraction"])[0]
     ctx = Standardization.fit(u[train_idx])  # the training simulations' u, as sbi's z_score_x="independent"
     u_z, obs_z = (np.asarray(ctx.apply(a), np.float32) for a in (u, obs))

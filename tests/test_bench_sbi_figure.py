@@ -49,10 +49,18 @@ def test_capped_rows_get_their_own_line_and_a_rerun_replaces_a_point():
     np.testing.assert_array_equal(curves["dual, not converged (cap 4000 steps)"][0], [10_000])
 
 
-def test_set_overrides_are_checked_at_parse_and_keep_rows_apart(capsys):
-    with pytest.raises(SystemExit):
-        sbi_npe.parse(["--set", "lr_eb=1e-4"])
-    assert "did you mean 'lr_ebm'" in capsys.readouterr().err
+@pytest.mark.parametrize("bad, match", [(["lr_eb=1e-4"], "did you mean 'lr_ebm'"), (["method=nf"], "fixed by --methods"),
+                                        (["zeta_refresh_every=2"], "zeta_refresh_every")])
+def test_bad_set_overrides_fail_at_parse_in_one_line(bad, match):
+    with pytest.raises(SystemExit) as e:
+        sbi_npe.parse(["--set", *bad])
+    msg = str(e.value.code)
+    assert msg.startswith("sbi_npe.py: error:") and match in msg and "\n" not in msg
+
+
+def test_set_overrides_are_checked_against_the_sbi_preset_and_keep_rows_apart():
+    ok = sbi_npe.parse(["--set", "zeta_per_condition=32", "lr_ebm=1e-4"])  # valid only for a conditional model
+    assert sbi_npe.our_config(sbi_npe.get_task("two_moons"), "adasym", ok).zeta_per_condition == 32
     plain, diag = sbi_npe.parse([]), sbi_npe.parse(["--set", "lr_ebm=1e-4"])
     assert "overrides" not in sbi_npe.row_key("two_moons", 1000, "adasym", plain)  # rows stored before --set still match
     assert sbi_npe.row_key("two_moons", 1000, "adasym", diag) != sbi_npe.row_key("two_moons", 1000, "adasym", plain)

@@ -14,9 +14,10 @@ from adasym_jax.config import TrainConfig
 from adasym_jax.latent.run import Recipe, summarize, train_on_latents
 from adasym_jax.runner import validation_split
 
+# batch 4: an epoch is 9 steps of the 36 training rows (10 if it were counted on all 40)
 TINY = TrainConfig(method="nf", num_transforms=1, num_bins=4, flow_hidden=(16,), ebm_blocks=0, ebm_hidden=8,
-                   num_zeta_samples=16, eval_zeta_samples=64, lr_flow=3e-2)
-PATIENCE, CAP = 2, 150
+                   num_zeta_samples=16, eval_zeta_samples=64, lr_flow=3e-2, batch_size=4)
+PATIENCE, CAP, PER_EPOCH = 2, 150, 9
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +43,21 @@ def test_seeds_stop_patience_evaluations_after_their_best(converged):
     np.testing.assert_array_equal(run.stopped_epoch - run.best_epoch, PATIENCE)
 
 
-def test_summary_reports_values_at_the_kept_state(converged):
+def test_epochs_count_the_training_rows_only(converged):
     _, run = converged
-    out = summarize(run)["test_nll_p"]
-    for s in range(2):
-        j = run.eval_epochs.index(int(run.best_epoch[s]))
-        assert out["at_best_val"][s] == pytest.approx(run.evals["test_nll_p"][s, j])
+    assert run.steps % PER_EPOCH == 0 and run.eval_epochs == list(range(1, run.steps // PER_EPOCH + 1))
+
+
+def test_summary_reports_values_at_the_kept_state(converged):
+    x, run = converged
+    kept = -np.asarray(run.trainer.log_prob(run.state, x[:8]), np.float64).mean(axis=1)  # the test NLL of the returned state
+    np.testing.assert_allclose(summarize(run)["test_nll_p"]["at_best_val"], kept, rtol=0, atol=1e-4)
+
+
+def test_a_validation_split_without_patience_is_refused():
+    x = np.zeros((40, 2), np.float32)
+    with pytest.raises(ValueError, match="give patience too"):
+        train_on_latents(x, x[:8], config=TINY, recipe=Recipe(warm_start=False), seeds=1, epochs=1, validation_fraction=0.1)
 
 
 @pytest.mark.filterwarnings("ignore:the autoencoder has not learned")

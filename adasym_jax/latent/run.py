@@ -146,6 +146,8 @@ def train_on_latents(
     check_points(x_test, x_train.shape[1], "test latents", min_rows=1)
     if epochs < 1 or eval_every_epochs < 1:
         raise ValueError("epochs and eval_every_epochs must be >= 1")
+    if validation_fraction and patience is None:
+        raise ValueError("validation_fraction holds rows out for early stopping: give patience too")
     seeds_ = seed_list(seeds)
     metric_fns = {} if sample_metric is None else {"sample_metric": sample_metric}
     for name, fn in (extra_sample_metrics or {}).items():
@@ -319,7 +321,8 @@ def run_images(
     ``{name: fn}`` (e.g. ``{"fid": InceptionFID(...)}``) are evaluated the same way and stored
     under ``name``, plus ``{name}_reconstructions`` and ``{name}_test_images``.
     ``validation_fraction`` and ``patience`` train to convergence as :func:`train_on_latents`
-    (the latents' standardization is then fitted on the training rows only). Returns the
+    (the latents' standardization is then fitted on the training rows only; the autoencoder,
+    shared by every run, still trains on all of ``train_images``). Returns the
     metrics dict.
     """
     check_images(train_images, "training images")
@@ -327,6 +330,9 @@ def run_images(
     if test_images.shape[1:] != train_images.shape[1:]:
         raise ValueError(f"test images are {test_images.shape[1:]}, training images {train_images.shape[1:]}")
     check_latent_dim(autoencoder.latent_dim, train_images.shape[1:])
+    if validation_fraction and patience is None:
+        raise ValueError("validation_fraction holds rows out for early stopping: give patience too")
+    train_rows = validation_split(len(train_images), validation_fraction)[0]  # a bad split fails before the autoencoder trains
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if autoencoder_fit is not None:
@@ -337,7 +343,7 @@ def run_images(
         ae = fit_autoencoder(train_images, test_images, autoencoder, progress)
     z_train = encode(ae.model, ae.params, train_images)
     z_test = encode(ae.model, ae.params, test_images)
-    scaler = Standardization.fit(z_train[validation_split(len(z_train), validation_fraction)[0]])
+    scaler = Standardization.fit(z_train[train_rows])
 
     def to_images(latents_std: np.ndarray) -> np.ndarray:
         return decode(ae.model, ae.params, _f32(scaler.invert(latents_std)))
