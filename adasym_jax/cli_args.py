@@ -110,6 +110,22 @@ def apply_overrides(config, overrides: Iterable[str]):
     return config
 
 
+def stopping_fraction(validation_fraction: Optional[float], patience: Optional[int], default: float = 0.1) -> float:
+    """The validation share of a command whose split serves early stopping only (``adasym
+    latent``, ``benchmarks/latent.py``): 0 without ``--patience``, where a given
+    ``--validation-fraction`` is refused; ``default`` when it is not given. Checked by
+    :func:`adasym_jax.runner.check_early_stopping`; a bad value is a one-line ``ValueError``."""
+    from adasym_jax.runner import check_early_stopping
+
+    if patience is None:
+        if validation_fraction is not None:
+            raise ValueError("--validation-fraction is for a run to convergence: give --patience too")
+        return 0.0
+    fraction = default if validation_fraction is None else validation_fraction
+    check_early_stopping(fraction, patience)
+    return fraction
+
+
 def add_overwrite_argument(parser: argparse.ArgumentParser, help: str) -> None:
     """``--overwrite``: without it, a command refuses to replace what its output would replace
     (:func:`refuse_existing`)."""

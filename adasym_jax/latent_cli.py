@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from adasym_jax.cli_args import add_overwrite_argument, add_set_argument, apply_overrides, parse_seeds, refuse_existing
+from adasym_jax.cli_args import add_overwrite_argument, add_set_argument, apply_overrides, parse_seeds, refuse_existing, stopping_fraction
 
 from adasym_jax.presets import LATENT_DATASETS
 from adasym_jax.presets import latent as latent_preset
@@ -114,14 +114,9 @@ def cmd_latent(args: argparse.Namespace) -> int:
     from adasym_jax.latent.autoencoder import check_images, check_latent_dim
     from adasym_jax.latent.run import AutoencoderSettings, Recipe, load_image_file
 
-    from adasym_jax.runner import check_early_stopping
-
     seeds = parse_seeds(args.seeds)
     config = _config(args)
-    if args.validation_fraction is not None and args.patience is None:
-        raise ValueError("--validation-fraction is for a run to convergence: give --patience too")
-    fraction = 0.0 if args.patience is None else (0.1 if args.validation_fraction is None else args.validation_fraction)
-    check_early_stopping(fraction, args.patience)
+    fraction = stopping_fraction(args.validation_fraction, args.patience)
     for name in ("epochs", "eval_every", "ae_epochs", "ae_batch", "zeta_every", "metric_samples"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")

@@ -30,7 +30,8 @@ from adasym_jax.latent.autoencoder import reconstruct
 from adasym_jax.latent.digits import load_digits_split, to_unit
 from adasym_jax.latent.frechet import FrechetDigits, train_digits_classifier
 from adasym_jax.latent.grid import save_grids
-from adasym_jax.runner import check_early_stopping, validation_split
+from adasym_jax.cli_args import stopping_fraction
+from adasym_jax.runner import validation_split
 from adasym_jax.latent.run import PAPER_CONFIG, AutoencoderSettings, Recipe, fit_autoencoder, run_images, run_pixels
 
 ROOT = Path(__file__).resolve().parent
@@ -65,14 +66,10 @@ def main(argv=None) -> int:
         args.seeds, args.ablation_seeds, args.epochs, args.eval_every, args.ae_epochs, args.ae_sweep = 2, min(args.ablation_seeds, 2), 4, 2, 3, ""
     if args.seeds < 1 or args.ablation_seeds < 0:
         ap.error("--seeds must be >= 1 and --ablation-seeds >= 0")
-    if args.validation_fraction is not None and args.patience is None:
-        ap.error("--validation-fraction is for a run to convergence: give --patience too")
-    if args.patience is not None:
-        args.validation_fraction = 0.1 if args.validation_fraction is None else args.validation_fraction
-        try:  # before the classifier and the autoencoder train
-            check_early_stopping(args.validation_fraction, args.patience)
-        except ValueError as e:
-            ap.error(str(e))
+    try:  # before the classifier and the autoencoder train
+        args.validation_fraction = stopping_fraction(args.validation_fraction, args.patience)
+    except ValueError as e:
+        ap.error(str(e))
     t_start = time.time()
     work = Path(args.work)
     fig_dir = Path(args.out).parent / "latent"
@@ -166,8 +163,9 @@ def main(argv=None) -> int:
 def _reused(d: Path, args) -> dict:
     """A finished run's metrics for --reuse, refused when it trained by another stopping rule."""
     m = json.loads((d / "metrics.json").read_text())
-    if m.get("early_stopping", {}).get("patience") != args.patience:
-        raise SystemExit(f"latent.py: error: {d} was trained with patience {m.get('early_stopping', {}).get('patience')}, "
+    patience = m.get("early_stopping", {}).get("patience")
+    if patience != args.patience:
+        raise SystemExit(f"latent.py: error: {d} was trained with patience {patience}, "
                          f"this command asks for {args.patience}; use another --work folder")
     return m
 
@@ -223,7 +221,7 @@ def _row(name, m, key="fdd"):
 
 def _length(args, base) -> str:
     """How long the runs trained: a fixed number of epochs, or to convergence with its cap."""
-    n_train = len(validation_split(1438, 0.0 if args.patience is None else args.validation_fraction)[0])  # of the 1,438 training digits
+    n_train = len(validation_split(1438, args.validation_fraction)[0])  # of the 1,438 training digits
     per = n_train // base.batch_size
     if args.patience is None:
         return f"{args.epochs} epochs × {per} steps = {args.epochs * per} steps"
