@@ -89,6 +89,9 @@ def parse(argv=None):
     p.add_argument("--no-c2st", action="store_true", help="skip the C2ST scoring (minutes per row); the test NLL is always computed")
     p.add_argument("--max-steps", type=int, default=50_000, help="our NF's cap (steps) for a run to convergence")
     p.add_argument("--dual-max-steps", type=int, default=4000, help="our dual's cap (steps): D.4's dual step costs ~10x NF's, so on a 2-core CPU it is capped; the row says whether seeds converged")
+    p.add_argument("--fixed-length", action="store_true",
+                   help="our models train exactly --max-steps (NF) / --dual-max-steps (dual) steps, as the paper trains, and the last "
+                        "state is scored; the 10 %% validation split is still held out and its curve recorded, but nothing stops early")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes scoring C2ST (not timed)")
     p.add_argument("--tiny", action="store_true", help="N = 600, 2 seeds, 2 observations, 500 samples, patience 2")
     p.add_argument("--name", default="sbi_npe", help="results file stem")
@@ -97,10 +100,11 @@ def parse(argv=None):
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     a = p.parse_args(argv)
     a.sizes = [int(v) for v in a.num_simulations.split(",") if v]
-    a.patience = NPE["patience"]
+    a.patience = None if a.fixed_length else NPE["patience"]
     check_overrides(a)
     if a.tiny:
-        a.sizes, a.seeds, a.observations, a.num_samples, a.patience, a.max_steps, a.dual_max_steps = [600], 2, 2, 500, 2, 60, 60
+        a.sizes, a.seeds, a.observations, a.num_samples, a.max_steps, a.dual_max_steps = [600], 2, 2, 500, 60, 60
+        a.patience = None if a.fixed_length else 2
         a.out = os.path.join(a.out, "tiny")
     return a
 
@@ -190,24 +194,33 @@ def ours(task, method: str, beta, u, obs, refs, test, args) -> dict:
     b_test = test[0] if std is None else np.asarray(std.apply(test[0]), np.float32)
     shift = 0.0 if std is None else float(std.log_det)
     test_nll = -np.asarray(r.trainer.log_prob(r.state, b_test, np.asarray(ctx.apply(test[1]), np.float32)), np.float64).mean(axis=1) + shift
-    stopped = np.asarray(r.settings["stopped_step"])
+    val = np.asarray(r.curves["val_nll"], np.float64)  # (seeds, evaluations) at r.eval_steps
+    if args.patience is None:  # fixed length: every seed ran the whole cap; the last state is the one scored
+        stopped = np.full(len(val), int(r.eval_steps[-1]))
+        best = np.asarray(r.eval_steps)[np.nanargmin(val, axis=1)]
+    else:
+        stopped, best = np.asarray(r.settings["stopped_step"]), np.asarray(r.settings["best_step"])
     row = {
         "contender": f"ours {method} ({args.seeds} seeds vmapped; optimizer {args.optimizer}, β {args.standardize}, flow {args.flow}"
-                     + "".join(f", {o}" for o in args.overrides) + ")",
+                     + "".join(f", {o}" for o in args.overrides) + (f", fixed length {cap} steps, last state" if args.patience is None else "") + ")",
         "method": method,
         "train_seconds": train_s,
         "compile_seconds": r.compile_seconds,
         "total_seconds": train_s + r.compile_seconds,
         "wall_seconds_training_call": wall,
         "epochs": (stopped / epoch).tolist(),
-        "best_epochs": (np.asarray(r.settings["best_step"]) / epoch).tolist(),
+        "best_epochs": (best / epoch).tolist(),
+        "fixed_length": args.patience is None,
         "cap_steps": cap,
-        "converged": bool(np.all(stopped < cap)),
+        "converged": None if args.patience is None else bool(np.all(stopped < cap)),
         "steps_per_epoch": epoch,
         "config": cfg.to_dict(),
         "test_nll": test_nll.tolist(),
-        "val_curves": [[float(v) for v in c if np.isfinite(v)] for c in np.asarray(r.curves["val_nll"])],
+        "val_curves": [[float(v) for v in c if np.isfinite(v)] for c in val],
     }
+    if args.patience is None:  # the multipliers and ζ̂ along the run (epoch means), to see what holds p_θ back
+        row["eval_steps"] = [int(v) for v in r.eval_steps]
+        row["train_curves"] = {k: np.asarray(v, np.float64).tolist() for k, v in r.curves.items() if k != "val_nll"}
     print(f"ours {method} N={len(beta)}: {train_s:.1f} s training + {r.compile_seconds:.1f} s compile, stopped at epochs {stopped / epoch}, "
           f"test NLL {pm(test_nll)}", flush=True)
     if not args.no_c2st:
@@ -267,7 +280,8 @@ def row_key(task: str, n: int, method: str, args) -> dict:
             "num_samples": args.num_samples, "optimizer": None if method == "sbi" else args.optimizer, "c2st": not args.no_c2st,
             "standardize": None if method == "sbi" else args.standardize, "flow": None if method == "sbi" else args.flow,
             "cap_steps": None if method == "sbi" else (args.max_steps if method == "nf" else args.dual_max_steps),
-            **({"overrides": list(args.overrides)} if args.overrides and method != "sbi" else {})}
+            **({"overrides": list(args.overrides)} if args.overrides and method != "sbi" else {}),
+            **({"fixed_length": True} if args.fixed_length and method != "sbi" else {})}
 
 
 def main(argv=None) -> int:
@@ -325,7 +339,8 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
         f"{args.seeds} seeds. C2ST of {args.num_samples} posterior samples against as many exact ones: SBI benchmark "
         f"(MLP, 5-fold, z-scored) and the paper's (HistGradientBoosting, 70/30), averaged over {args.observations} "
         "prior-predictive observations, and at the paper's u₀; mean ± std over seeds (0.5 is best).",
-        "Training to convergence by sbi's rule for all: 10 % validation, patience 20 epochs, best parameters.",
+        "Training to convergence by sbi's rule for all (10 % validation, patience 20 epochs, best parameters) but rows marked "
+        "'fixed length': those train exactly their cap with the same 10 % held out, and the last state is scored.",
         "Test NLL: −log p(β | u) in β's units on 10⁴ fresh simulations (sbi: its estimator's density, before the prior-box rejection).",
         f"Ours: sbi's batch {NPE['batch_size']} and LR θ {NPE['lr']:g}; each row names our optimizer (npe: Adam (0.9, 0.999), "
         "gradient norm clipped at 5; paper: C.3's Adam (0, 0.9)), β's handling (zscore as sbi; auto: only outside the splines' range) "
@@ -341,7 +356,7 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
         "| ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in sorted(rows, key=lambda r: r["key"]["num_simulations"]):
-        ep = ", ".join(f"{e:.0f}" for e in r["epochs"]) + ("" if r.get("converged", True) else f" (cap {r['cap_steps']} steps reached)")
+        ep = ", ".join(f"{e:.0f}" for e in r["epochs"]) + ("" if r.get("converged", True) is not False else f" (cap {r['cap_steps']} steps reached)")
         lines.append(
             f"| {r['key']['num_simulations']} | {r['contender']} | {r['train_seconds']:.1f} | {r['compile_seconds']:.1f} | {r['total_seconds']:.1f} | {ep} "
             f"| {cell(r, 'test_nll')} | {cell(r, 'c2st_mlp')} | {cell(r, 'c2st_paper')} | {cell(r, 'c2st_mlp_u0')} | {cell(r, 'c2st_paper_u0')} | `{r.get('commit', '–')}` |"
@@ -361,7 +376,7 @@ C2ST_PANELS = (("c2st_mlp", "SBI benchmark: MLP, 5-fold, {obs} observations"), (
 
 def curve_label(row: dict) -> str:
     """A row's line in Figure 6: its contender, and its cap when a seed reached it."""
-    return row["contender"] + ("" if row.get("converged", True) else f", not converged (cap {row.get('cap_steps')} steps)")
+    return row["contender"] + ("" if row.get("converged", True) is not False else f", not converged (cap {row.get('cap_steps')} steps)")
 
 
 def c2st_curves(rows: list[dict], column: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:

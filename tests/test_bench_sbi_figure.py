@@ -65,3 +65,14 @@ def test_set_overrides_are_checked_against_the_sbi_preset_and_keep_rows_apart():
     assert "overrides" not in sbi_npe.row_key("two_moons", 1000, "adasym", plain)  # rows stored before --set still match
     assert sbi_npe.row_key("two_moons", 1000, "adasym", diag) != sbi_npe.row_key("two_moons", 1000, "adasym", plain)
     assert sbi_npe.row_key("two_moons", 1000, "sbi", diag) == sbi_npe.row_key("two_moons", 1000, "sbi", plain)  # sbi's NPE ignores them
+
+
+def test_fixed_length_turns_early_stopping_off_and_keeps_rows_apart():
+    plain, fixed = sbi_npe.parse([]), sbi_npe.parse(["--fixed-length"])
+    assert plain.patience == sbi_npe.NPE["patience"] and fixed.patience is None
+    assert sbi_npe.parse(["--fixed-length", "--tiny"]).patience is None  # --tiny's short patience must not bring it back
+    assert "fixed_length" not in sbi_npe.row_key("two_moons", 1000, "adasym", plain)  # rows stored before the flag still match
+    assert sbi_npe.row_key("two_moons", 1000, "adasym", fixed) != sbi_npe.row_key("two_moons", 1000, "adasym", plain)
+    assert sbi_npe.row_key("two_moons", 1000, "sbi", fixed) == sbi_npe.row_key("two_moons", 1000, "sbi", plain)
+    row = {"contender": "ours adasym", "converged": None, "c2st_mlp": [0.9], "key": {"num_simulations": 1000}}
+    assert "not converged" not in sbi_npe.curve_label(row)  # a fixed-length row is not "not converged"
