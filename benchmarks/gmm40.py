@@ -3,6 +3,9 @@
 Runs, every one through the library's runner, each group as one vmapped program:
   * dual (adasym), D.1 settings, ``--seeds`` seeds;
   * NF (maximum likelihood), ``--seeds`` seeds;
+  * extra rows, the dual with one setting changed (:data:`EXTRA_DUALS`), ``--seeds`` seeds each:
+    plain projected ascent on λ (``dual_sgd``), the pathwise θ gradient of the reverse KL
+    (``dual_pathwise``) and an EBM with a decaying Gaussian base (``dual_base``);
   * P-W (eq. (P-W)) over the 25 pairs (w_fw, w_rv) ∈ {0.2, 0.5, 1, 2, 5}², w_prx = 1,
     ``--pw-seeds`` seeds per pair (the paper's Figure 2a shows one run per pair); ``--pw-pairs``
     trains a subset, and with ``--reuse`` a later command adds the pairs not yet in gmm40.json,
@@ -39,6 +42,14 @@ from adasym_jax.config import TrainConfig  # noqa: E402
 from adasym_jax.data import DATASETS, load_dataset  # noqa: E402
 from adasym_jax.runner import Trainer  # noqa: E402
 
+#: Extra rows: the dual with one TrainConfig field changed from D.1's, and what that field means.
+EXTRA_DUALS = {
+    "dual_sgd": ({"dual_optimizer": "sgd"}, "plain projected ascent on the multipliers (Algorithm 1; the default is C.3's Adam)"),
+    "dual_pathwise": ({"reverse_grad": "pathwise"}, "the reverse KL's θ gradient through the sampling path instead of eq. (18)'s score function"),
+    "dual_base": ({"ebm_base_scale": 3.0}, "an EBM with a decaying base, f_ψ − ‖x‖²/(2·3²), so that ζ is finite (not in the paper)"),
+}
+GROUPS = ("dual", "nf", *EXTRA_DUALS, "pw", "c4")
+
 DEFAULT = {"steps": 150, "eval_every": 30, "eval_zeta": 2000}
 PAPER = {"steps": presets.gmm40().run["steps"], "eval_every": 1000, "eval_zeta": 10_000}
 
@@ -52,7 +63,7 @@ def parse(argv=None):
     p.add_argument("--c4-seeds", type=int, default=2, help="seeds per WGAN / dual LR setting of C4")
     p.add_argument("--eval-zeta", type=int, help="flow samples for ζ̂ at evaluation (default 2000; paper scale 10000)")
     p.add_argument("--paper-scale", action="store_true", help="D.1's 100k steps")
-    p.add_argument("--skip", default="", help="comma-separated groups to skip: dual,nf,dual_sgd,pw,c4")
+    p.add_argument("--skip", default="", help=f"comma-separated groups to skip: {','.join(GROUPS)}")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     p.add_argument("--report-only", action="store_true", help="rewrite gmm40.md and the figures from gmm40.json (no training); the steps, seeds and ζ samples stated are read from the JSON, not from this command's flags")
     p.add_argument("--pw-pairs", default="all",
@@ -73,6 +84,9 @@ def parse(argv=None):
         a.pw_pairs = parse_pairs(a.pw_pairs)
     except ValueError as e:
         p.error(str(e))
+    unknown = sorted(set(filter(None, a.skip.split(","))) - set(GROUPS))
+    if unknown:
+        p.error(f"--skip: unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
     return a
 
 
@@ -202,11 +216,10 @@ def main(argv=None) -> int:
     if "nf" not in skip:
         runs["nf"] = run_group(base.replace(method="nf"), args.seeds, x, test, args, "nf")
         report("nf")
-    if "dual_sgd" not in skip:
-        # the dual with plain projected ascent on the multipliers (Algorithm 1); the default
-        # is Adam (C.3: "for optimization we use Adam"): see docs/decisions.md §3
-        runs["dual_sgd"] = run_group(base.replace(dual_optimizer="sgd"), args.seeds, x, test, args, "dual_sgd")
-        report("dual_sgd")
+    for name, (change, _) in EXTRA_DUALS.items():  # docs/decisions.md §3 (Adam on λ), §9 (the base)
+        if name not in skip:
+            runs[name] = run_group(base.replace(**change), args.seeds, x, test, args, name)
+            report(name)
     if "pw" not in skip:
         trainer = Trainer(base.replace(method="weighted"), 2)
         todo = missing if "pw" in runs else wanted
@@ -278,7 +291,7 @@ def settings_from_json(args, runs: dict, raw: dict, members: list) -> None:
     stop early only when all their members diverged, so the longest group of a kind is taken.
     What the JSON does not hold (ζ samples without a P-W group) keeps the flag's value, with a
     warning on stderr."""
-    main_groups = [runs[k] for k in ("dual", "nf", "dual_sgd") if k in runs] or [c for k, c in runs.items() if k != "pw"]
+    main_groups = [runs[k] for k in ("dual", "nf", *EXTRA_DUALS) if k in runs] or [c for k, c in runs.items() if k != "pw"]
     if main_groups:
         longest = max(main_groups, key=lambda c: int(c.eval_steps[-1]))
         args.steps = int(longest.eval_steps[-1])
@@ -485,12 +498,16 @@ def verdicts(runs, members, steps: int) -> list[str]:
             f"largest ζ̂ seen {np.nanmax(z_pw):.3g}, smallest {np.nanmin(z_pw):.3g}."
         )
         d = full_d
-    if "dual_sgd" in runs:
-        z_a = np.exp(runs["dual_sgd"].log_zeta)
+    for name, (change, what) in EXTRA_DUALS.items():
+        if name not in runs:
+            continue
+        c, z_a = runs[name], np.exp(runs[name].log_zeta)
+        field = ", ".join(f"{k}={v}" for k, v in change.items())
         V.append(
-            f"- C2 with plain projected ascent on the multipliers (`dual_optimizer=sgd`, group dual_sgd, {int(runs['dual_sgd'].eval_steps[-1])} steps): "
+            f"- Extra row {name} ({what}; `{field}`, {int(c.eval_steps[-1])} steps): "
             f"ζ̂ range [{np.nanmin(z_a):.3f}, {np.nanmax(z_a):.3f}], {100 * np.mean((z_a >= 1.0) & (z_a <= 1.1)):.0f}% of evaluations inside [1, 1.1], "
-            f"{100 * np.mean((z_a >= 0.9) & (z_a <= 1.2)):.0f}% inside [0.9, 1.2]; last test NLL {pm(runs['dual_sgd'].last)}, best {pm(runs['dual_sgd'].best)}."
+            f"{100 * np.mean((z_a >= 0.9) & (z_a <= 1.2)):.0f}% inside [0.9, 1.2]; last test NLL {pm(c.last)}, best {pm(c.best)}"
+            + (f" (the dual: {pm(runs['dual'].last)}, {pm(runs['dual'].best)})." if "dual" in runs else ".")
         )
     if d is not None and "nf" in runs:
         nf = runs["nf"]

@@ -56,3 +56,13 @@ def test_merge_pads_a_group_that_stopped_early():
     shifted.eval_steps = shifted.eval_steps + 50  # another eval_every: not mergeable
     with pytest.raises(ValueError):
         gmm40.merge_members(_group(old_m, 4), old_m, shifted, new_m)
+
+
+def test_skip_names_are_checked_and_every_extra_row_changes_one_valid_field(capsys):
+    with pytest.raises(SystemExit):
+        gmm40.parse(["--skip", "pw,dual_pathwis"])
+    assert "unknown group(s) dual_pathwis" in capsys.readouterr().err
+    base = gmm40.presets.gmm40().config
+    for name, (change, _) in gmm40.EXTRA_DUALS.items():
+        cfg = base.replace(**change)  # a bad field or value raises here
+        assert name in gmm40.GROUPS and cfg != base and cfg.method == base.method == "adasym"
