@@ -45,6 +45,27 @@ class Curves:
         return self.test_nll_p[:, -1]
 
 
+#: Extra rows of the 2D benchmarks: the dual with one TrainConfig field changed from its preset's,
+#: and what the change means (gmm40.py and density2d.py train them beside the dual and NF).
+EXTRA_DUALS = {
+    "dual_sgd": ({"dual_optimizer": "sgd"}, "plain projected ascent on the multipliers (Algorithm 1; the default is C.3's Adam)"),
+    "dual_pathwise": ({"reverse_grad": "pathwise"}, "the reverse KL's θ gradient through the sampling path instead of eq. (18)'s score function"),
+    "dual_base": ({"ebm_base_scale": 3.0}, "an EBM with a decaying base, f_ψ − ‖x‖²/(2·3²), so that ζ is finite (not in the paper)"),
+}
+
+
+def extra_line(name: str, c: "Curves", dual: Optional["Curves"]) -> str:
+    """One verdict bullet for the extra row ``name`` (curves ``c``): its change, its ζ̂ against the
+    band [1, 1 + ε_ζ] and [0.9, 1.2], and its best and last test NLL of p_θ beside the dual's."""
+    change, what = EXTRA_DUALS[name]
+    z = np.exp(c.log_zeta)
+    field = ", ".join(f"{k}={v}" for k, v in change.items())
+    return (f"- Extra row {name} ({what}; `{field}`, {int(c.eval_steps[-1])} steps): "
+            f"ζ̂ range [{np.nanmin(z):.3f}, {np.nanmax(z):.3f}], {100 * np.mean((z >= 1.0) & (z <= 1.1)):.0f}% of evaluations inside [1, 1.1], "
+            f"{100 * np.mean((z >= 0.9) & (z <= 1.2)):.0f}% inside [0.9, 1.2]; last test NLL {pm(c.last)}, best {pm(c.best)}"
+            + (f" (the dual: {pm(dual.last)}, {pm(dual.best)})." if dual is not None else "."))
+
+
 def train_members(
     trainer: Trainer,
     state: TrainState,

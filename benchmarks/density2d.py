@@ -9,6 +9,11 @@ Writes ``density2d.md`` (best and last test NLL, mean ± std; verdict on C5) and
 
     python benchmarks/density2d.py                # the scale that fits a 2-core CPU
     python benchmarks/density2d.py --paper-scale  # D.2: 25k steps
+    python benchmarks/density2d.py --paper-scale --datasets moons --extra dual_pathwise,dual_base
+
+``--extra`` trains extra rows (the dual with one setting changed, ``EXTRA_DUALS``: plain ascent
+on λ, the pathwise θ gradient, a decaying-base EBM) on sets whose dual and NF are already in
+``--out`` with the same steps and seeds, and adds them to the table (C5 stays dual against NF).
 
 The spiral (radius up to 10, beyond the splines' [-5, 5]) is standardized, as `adasym train`
 does by default; its NLLs are mapped back to data units (Jacobian term), like every other set's.
@@ -28,8 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench2d import (  # noqa: E402
-    Curves, command_line, git_commit, machine_line, notes_lines, oracle_nll, pm, provenance, provenance_lines,
-    record_lines, train_members,
+    EXTRA_DUALS, Curves, command_line, extra_line, git_commit, machine_line, notes_lines, oracle_nll, pm, provenance,
+    provenance_lines, record_lines, train_members,
 )
 
 from adasym_jax.checkpoint import Standardization  # noqa: E402
@@ -55,6 +60,8 @@ def parse(argv=None):
     p.add_argument("--paper-scale", action="store_true", help="D.2's 25k steps")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     p.add_argument("--report-only", action="store_true", help="rewrite density2d.md and density2d_nll.png from density2d.json")
+    p.add_argument("--extra", default="", help=f"comma-separated extra rows ({', '.join(EXTRA_DUALS)}) to add to --datasets, "
+                   "whose dual and NF must already be in --out with the same steps, seeds, eval_every and eval_zeta; only the extra rows train")
     p.add_argument("--work", default="runs/bench/density2d", help="folder of each (set, method)'s resumable checkpoint (saved every 5 min; a rerun with the same settings continues it, a finished one is read back)")
     a = p.parse_args(argv)
     scale = PAPER if a.paper_scale else DEFAULT
@@ -65,6 +72,10 @@ def parse(argv=None):
     for d in a.datasets:
         if d not in DATASETS:
             p.error(f"unknown dataset {d!r}")
+    a.extra = [e for e in a.extra.split(",") if e]
+    unknown = [e for e in a.extra if e not in EXTRA_DUALS]
+    if unknown:
+        p.error(f"--extra: unknown row(s) {', '.join(unknown)}; choose from {', '.join(EXTRA_DUALS)}")
     return a
 
 
@@ -91,9 +102,17 @@ def main(argv=None) -> int:
     # Sets already in --out from earlier commands with the same steps and seeds are kept, so the five
     # sets can run as several commands (one long run at a time) and still make one report.
     results, maps, runs = kept_sets(out, args)
+    missing = [n for n in args.datasets if args.extra and n not in results]
+    if missing:
+        print(f"error: --extra adds rows to sets already in {out / 'density2d.json'} with the same steps, seeds, eval_every and "
+              f"eval_zeta; {', '.join(missing)} is not there: run its dual and NF first (without --extra)", file=sys.stderr)
+        return 2
     oracles = {n: oracle_nll(DATASETS[n].log_prob, load_dataset(n)[1]) for n in results}
     base = presets.density2d().config.replace(eval_zeta_samples=args.eval_zeta)  # D.2
-    trainers = {"dual": Trainer(base, 2), "nf": Trainer(base.replace(method="nf"), 2)}
+    if args.extra:
+        trainers = {e: Trainer(base.replace(**EXTRA_DUALS[e][0]), 2) for e in args.extra}
+    else:
+        trainers = {"dual": Trainer(base, 2), "nf": Trainer(base.replace(method="nf"), 2)}
     for name in args.datasets:
         x, test = load_dataset(name)
         std = Standardization.fit(x) if name in STANDARDIZE else None
@@ -101,11 +120,11 @@ def main(argv=None) -> int:
         xs = x if std is None else np.asarray(std.apply(x), np.float32)
         ts = test if std is None else np.asarray(std.apply(test), np.float32)
         oracles[name] = oracle_nll(DATASETS[name].log_prob, test)
-        results[name] = {}
         xlim, ylim = plot_limits(x)
         pts, _ = grid_points(xlim, ylim)
         pts_m = pts if std is None else np.asarray(std.apply(pts), np.float32)
-        maps[name] = {"data": x, "xlim": xlim, "ylim": ylim}
+        if not args.extra:  # a fresh set; extra rows join the kept one
+            results[name], maps[name] = {}, {"data": x, "xlim": xlim, "ylim": ylim}
         for method, trainer in trainers.items():
             work = Path(args.work) / f"{name}_{method}" if args.work else None
             c = train_members(trainer, trainer.init(args.seeds), xs, ts, args.steps, args.eval_every, f"{name} {method}", resume_dir=work)
@@ -114,8 +133,11 @@ def main(argv=None) -> int:
             results[name][method] = c
             ev = log_densities(trainer, c.state, pts_m)
             maps[name][method] = (ev["log_p"][0] - shift, ev["log_q"][0] - shift)
-        runs[name] = {"steps": args.steps, "seeds": args.seeds, "eval_every": args.eval_every, "eval_zeta": args.eval_zeta,
-                      **provenance()}
+            if args.extra:  # each extra row's own command and commit, beside the set's
+                runs[name].setdefault("extra", {})[method] = provenance()
+        if not args.extra:
+            runs[name] = {"steps": args.steps, "seeds": args.seeds, "eval_every": args.eval_every, "eval_zeta": args.eval_zeta,
+                          **provenance()}
         results = in_order(results)
         # Written after every data set, so an interrupted benchmark still leaves its results.
         write_report(results, oracles, args, time.time() - t_start, out, runs)
@@ -141,9 +163,9 @@ def kept_sets(out: Path, args) -> tuple[dict, dict, dict]:
     if not (out / "density2d.json").is_file():
         return {}, {}, {}
     raw, runs, maps = load_raw(out), load_runs(out), load_maps(out)
-    keep = [n for n in raw if n not in args.datasets and n in runs and n in maps
+    keep = [n for n in raw if (n not in args.datasets or args.extra) and n in runs and n in maps
             and all(runs[n].get(k) == getattr(args, k) for k in SETTINGS)]
-    dropped = [n for n in raw if n not in args.datasets and n not in keep]
+    dropped = [n for n in raw if (n not in args.datasets or args.extra) and n not in keep]
     if dropped:
         print(f"density2d: dropping {', '.join(dropped)} from {out} (run with other steps, seeds, eval_every or "
               "eval_zeta than this command, or by a version that did not record them)", file=sys.stderr)
@@ -162,7 +184,7 @@ def save_maps(maps: dict, out: Path) -> None:
     for name, m in maps.items():
         flat[f"{name}/data"] = m["data"]
         flat[f"{name}/lim"] = np.asarray([m["xlim"], m["ylim"]], np.float64)
-        for method in ("dual", "nf"):
+        for method in ("dual", "nf", *EXTRA_DUALS):
             if method in m:
                 flat[f"{name}/{method}_p"], flat[f"{name}/{method}_q"] = m[method]
     np.savez_compressed(out / "density2d_maps.npz", **flat)
@@ -228,11 +250,16 @@ def _previous_wall(path: Path) -> float:
 
 def write_report(results, oracles, args, wall, out: Path, runs: Optional[dict] = None) -> None:
     L = ["# Density estimation on five 2D sets (Section 5.2, Figures 4 and 7, Appendix D.2)\n"]
-    cmds = {(r.get("command"), r.get("commit")) for n, r in (runs or {}).items() if n in results}
+    extras = {f"{n} {m}": rec for n, r in (runs or {}).items() if n in results for m, rec in r.get("extra", {}).items()}
+    cmds = {(r.get("command"), r.get("commit")) for n, r in (runs or {}).items() if n in results} | {
+        (r.get("command"), r.get("commit")) for r in extras.values()}
     if len(cmds) > 1:
         L.append("The sets ran as separate commands (same steps, seeds, eval_every and eval_zeta); each set's command, "
                  "commit, finish time, device and load average:\n")
         L.extend(provenance_lines({n: runs[n] for n in results if n in runs}))
+        if extras:
+            L.append("\nExtra rows (each set's dual with one setting changed), added to a set by their own command:\n")
+            L.extend(provenance_lines(extras))
         L.append("")
         L.append(f"This file was last written by `{command_line()}` at commit `{git_commit()}`.  ")
         wall = float("nan")  # several commands: compile + training time of all the runs, below
@@ -265,7 +292,7 @@ def write_report(results, oracles, args, wall, out: Path, runs: Optional[dict] =
     L.append("|---|---|---|---|---|---|---|")
     for name, r in results.items():
         for method, c in r.items():
-            q = pm(c.test_nll_q[:, -1]) if method == "dual" else "–"
+            q = pm(c.test_nll_q[:, -1]) if method != "nf" else "–"
             o = f"{oracles[name]:.3f}" if oracles[name] is not None else "–"
             L.append(f"| {name} | {method} | {pm(c.best)} | {pm(c.last)} | {q} | {o} | {c.steps_per_second:.2f} |")
     L.append("\n## Verdict\n")
@@ -296,6 +323,11 @@ def write_report(results, oracles, args, wall, out: Path, runs: Optional[dict] =
         f"the paper's {PAPER['steps']:,} steps" if args.steps >= PAPER["steps"]
         else f"the scale stated above, {args.steps / PAPER['steps']:.0%} of the paper's {PAPER['steps']:,} steps"
     )
+    extra_rows = [extra_line(m, c, r.get("dual")).replace("- Extra row ", f"- {name}: extra row ", 1)
+                  for name, r in results.items() for m, c in r.items() if m in EXTRA_DUALS]
+    if extra_rows:
+        L.append("\nExtra rows (not in the paper's Figure 4; C5 above is the dual against NF):\n")
+        L.extend(extra_rows)
     L.append(
         f"\nThe verdict is for {scale} and {args.seeds} seeds; the "
         "figures `density2d_maps.png` and `density2d_nll.png` show the learned densities and per-seed NLLs."

@@ -32,8 +32,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _bench2d import (  # noqa: E402
-    Curves, command_line, git_commit, machine_line, notes_lines, oracle_nll, pm, provenance, provenance_lines,
-    record_lines, train_members,
+    EXTRA_DUALS, Curves, command_line, extra_line, git_commit, machine_line, notes_lines, oracle_nll, pm, provenance,
+    provenance_lines, record_lines, train_members,
 )
 
 from adasym_jax.baselines import PW_WEIGHTS, GridMember, init_pw_grid, pw_grid_members  # noqa: E402
@@ -42,12 +42,6 @@ from adasym_jax.config import TrainConfig  # noqa: E402
 from adasym_jax.data import DATASETS, load_dataset  # noqa: E402
 from adasym_jax.runner import Trainer  # noqa: E402
 
-#: Extra rows: the dual with one TrainConfig field changed from D.1's, and what that field means.
-EXTRA_DUALS = {
-    "dual_sgd": ({"dual_optimizer": "sgd"}, "plain projected ascent on the multipliers (Algorithm 1; the default is C.3's Adam)"),
-    "dual_pathwise": ({"reverse_grad": "pathwise"}, "the reverse KL's θ gradient through the sampling path instead of eq. (18)'s score function"),
-    "dual_base": ({"ebm_base_scale": 3.0}, "an EBM with a decaying base, f_ψ − ‖x‖²/(2·3²), so that ζ is finite (not in the paper)"),
-}
 GROUPS = ("dual", "nf", *EXTRA_DUALS, "pw", "c4")
 
 DEFAULT = {"steps": 150, "eval_every": 30, "eval_zeta": 2000}
@@ -498,17 +492,9 @@ def verdicts(runs, members, steps: int) -> list[str]:
             f"largest ζ̂ seen {np.nanmax(z_pw):.3g}, smallest {np.nanmin(z_pw):.3g}."
         )
         d = full_d
-    for name, (change, what) in EXTRA_DUALS.items():
-        if name not in runs:
-            continue
-        c, z_a = runs[name], np.exp(runs[name].log_zeta)
-        field = ", ".join(f"{k}={v}" for k, v in change.items())
-        V.append(
-            f"- Extra row {name} ({what}; `{field}`, {int(c.eval_steps[-1])} steps): "
-            f"ζ̂ range [{np.nanmin(z_a):.3f}, {np.nanmax(z_a):.3f}], {100 * np.mean((z_a >= 1.0) & (z_a <= 1.1)):.0f}% of evaluations inside [1, 1.1], "
-            f"{100 * np.mean((z_a >= 0.9) & (z_a <= 1.2)):.0f}% inside [0.9, 1.2]; last test NLL {pm(c.last)}, best {pm(c.best)}"
-            + (f" (the dual: {pm(runs['dual'].last)}, {pm(runs['dual'].best)})." if "dual" in runs else ".")
-        )
+    for name in EXTRA_DUALS:
+        if name in runs:
+            V.append(extra_line(name, runs[name], runs.get("dual")))
     if d is not None and "nf" in runs:
         nf = runs["nf"]
         rise_nf, rise_d = nf.last - nf.best, d.last - d.best

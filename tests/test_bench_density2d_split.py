@@ -38,8 +38,8 @@ def _write(out: Path, sets, steps, seeds, rng, command="python benchmarks/densit
     return results, maps
 
 
-def _args(datasets, steps=30, seeds=2):
-    return argparse.Namespace(datasets=datasets, steps=steps, seeds=seeds, eval_every=10, eval_zeta=100)
+def _args(datasets, steps=30, seeds=2, extra=()):
+    return argparse.Namespace(datasets=datasets, steps=steps, seeds=seeds, eval_every=10, eval_zeta=100, extra=list(extra))
 
 
 def test_maps_round_trip(tmp_path):
@@ -94,3 +94,33 @@ def test_report_lists_each_sets_command(tmp_path):
     # one command only: a single Command line, no per-set list
     d2.write_report(results, {"rings": None, "moons": None}, args, 60.0, tmp_path, {n: runs["rings"] for n in runs})
     assert "separate commands" not in (tmp_path / "density2d.md").read_text()
+
+
+def test_extra_rows_join_a_kept_set_and_are_reported_apart_from_c5(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    results, _ = _write(tmp_path, ["rings", "moons"], 30, 2, rng)
+    # --extra on moons keeps moons (its dual and NF are what the extra rows join) ...
+    kept, maps, runs = d2.kept_sets(tmp_path, _args(["moons"], extra=["dual_base"]))
+    assert set(kept) == {"rings", "moons"} and set(kept["moons"]) == {"dual", "nf"}
+    # ... but not at other settings: then nothing is there to join
+    assert d2.kept_sets(tmp_path, _args(["moons"], steps=40, extra=["dual_base"]))[0] == {}
+    capsys.readouterr()
+    kept["moons"]["dual_base"] = _curves(rng)
+    runs["moons"]["extra"] = {"dual_base": {"command": "python benchmarks/density2d.py --datasets moons --extra dual_base",
+                                            "commit": "ccc3333", "utc": "t"}}
+    d2.write_report(kept, {"rings": None, "moons": None}, _args(["moons"], extra=["dual_base"]), 60.0, tmp_path, runs)
+    text = (tmp_path / "density2d.md").read_text()
+    assert "- moons dual_base: `python benchmarks/density2d.py --datasets moons --extra dual_base` at commit `ccc3333`" in text
+    assert "| moons | dual_base |" in text and "- moons: extra row dual_base (" in text
+    assert "not decided (2 of 5 sets run)" in text  # C5 counts sets by their dual and NF, not by extra rows
+    d2.save_raw(kept, tmp_path)  # the extra curves survive the JSON round trip
+    np.testing.assert_allclose(d2.load_raw(tmp_path)["moons"]["dual_base"].test_nll_p, kept["moons"]["dual_base"].test_nll_p)
+
+
+def test_extra_names_are_checked_at_parse(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        d2.parse(["--extra", "dual_base,dual_pathwis"])
+    assert "unknown row(s) dual_pathwis" in capsys.readouterr().err
+    assert d2.parse(["--extra", "dual_sgd,dual_pathwise"]).extra == ["dual_sgd", "dual_pathwise"]
