@@ -366,6 +366,8 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
     lines += ["", f"Figure 6 as the paper draws it (C2ST against N, mean ± std over seeds): left the SBI benchmark's protocol over "
               f"{obs} observations, right the paper's at u₀ only: `{args.name}_c2st.png`"
               + ("." if dual else "; no dual row here yet, so it shows the NPE side only.")]
+    if plot_dual_curves(rows, out / f"{args.name}_curves.png"):
+        lines += ["", f"The fixed-length dual rows' curves per epoch (validation NLL, multipliers, ζ̂, reverse KL; one line per seed): `{args.name}_curves.png`."]
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     plot_c2st(rows, task, ref, out / f"{args.name}_c2st.png", observations=obs)
 
@@ -419,6 +421,41 @@ def plot_c2st(rows: list[dict], task: str, ref, path: Path, observations: int = 
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+#: What :func:`plot_dual_curves` draws of a fixed-length dual row, per epoch: (curve keys, panel title).
+DUAL_PANELS = ((("val_nll",), "validation NLL of p_θ"), (("lambda_fw", "lambda_rv", "lambda_prx"), "multipliers λ"),
+               (("log_zeta",), "log ζ̂ (training batch)"), (("rv_kl",), "reverse-KL estimate"))
+
+
+def plot_dual_curves(rows: list[dict], path: Path) -> bool:
+    """The fixed-length dual rows' training curves against epochs, one line per seed (multipliers
+    one colour each, seeds overlaid): what the validation NLL does when nothing stops it, and what
+    the multipliers, ζ̂ and the reverse KL do meanwhile. False (nothing drawn) without such a row."""
+    rows = [r for r in rows if r.get("method") == "adasym" and "train_curves" in r]
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), len(DUAL_PANELS), figsize=(4.2 * len(DUAL_PANELS), 3.4 * len(rows)), squeeze=False)
+    for i, r in enumerate(rows):
+        epochs = np.asarray(r["eval_steps"], np.float64) / r["steps_per_epoch"]
+        curves = {"val_nll": r["val_curves"], **r["train_curves"]}
+        for ax, (keys, title) in zip(axes[i], DUAL_PANELS):
+            for c, k in enumerate(keys):
+                for s, seed in enumerate(np.asarray(curves.get(k, []), np.float64)):
+                    ax.plot(epochs[: len(seed)], seed, color=f"C{c}", lw=0.8, alpha=0.8, label=k if s == 0 and len(keys) > 1 else None)
+            ax.set(xlabel="epoch", title=f"N = {r['key']['num_simulations']}: {title}")
+            if len(keys) > 1:
+                ax.set_yscale("log")
+                ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
 
 
 if __name__ == "__main__":

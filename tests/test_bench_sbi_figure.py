@@ -76,3 +76,13 @@ def test_fixed_length_turns_early_stopping_off_and_keeps_rows_apart():
     assert sbi_npe.row_key("two_moons", 1000, "sbi", fixed) == sbi_npe.row_key("two_moons", 1000, "sbi", plain)
     row = {"contender": "ours adasym", "converged": None, "c2st_mlp": [0.9], "key": {"num_simulations": 1000}}
     assert "not converged" not in sbi_npe.curve_label(row)  # a fixed-length row is not "not converged"
+
+
+def test_dual_curves_figure_only_for_fixed_length_dual_rows(tmp_path):
+    path = tmp_path / "curves.png"
+    early = {"method": "adasym", "key": {"num_simulations": 1000}, "val_curves": [[1.0, 0.5]]}
+    assert not sbi_npe.plot_dual_curves([early], path) and not path.exists()
+    fixed = dict(early, eval_steps=[5, 10], steps_per_epoch=5,
+                 train_curves={"lambda_fw": [[0.01, 0.02]], "lambda_rv": [[0.01, 0.03]], "lambda_prx": [[0.01, 0.01]],
+                               "log_zeta": [[0.1, 0.0]], "rv_kl": [[0.3, 0.2]]})
+    assert sbi_npe.plot_dual_curves([early, fixed], path) and path.stat().st_size > 0
