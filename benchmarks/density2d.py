@@ -76,6 +76,8 @@ def parse(argv=None):
     unknown = [e for e in a.extra if e not in EXTRA_DUALS]
     if unknown:
         p.error(f"--extra: unknown row(s) {', '.join(unknown)}; choose from {', '.join(EXTRA_DUALS)}")
+    if a.extra and a.report_only:
+        p.error("--extra trains rows and --report-only trains nothing; the report always shows the extra rows already in --out")
     return a
 
 

@@ -197,7 +197,8 @@ def ours(task, method: str, beta, u, obs, refs, test, args) -> dict:
     val = np.asarray(r.curves["val_nll"], np.float64)  # (seeds, evaluations) at r.eval_steps
     if args.patience is None:  # fixed length: every seed ran the whole cap; the last state is the one scored
         stopped = np.full(len(val), int(r.eval_steps[-1]))
-        best = np.asarray(r.eval_steps)[np.nanargmin(val, axis=1)]
+        finite = np.isfinite(val).any(axis=1)  # a seed that diverged at once has no best: -1
+        best = np.where(finite, np.asarray(r.eval_steps)[np.nanargmin(np.where(finite[:, None], val, 0.0), axis=1)], -1)
     else:
         stopped, best = np.asarray(r.settings["stopped_step"]), np.asarray(r.settings["best_step"])
     row = {
@@ -221,6 +222,7 @@ def ours(task, method: str, beta, u, obs, refs, test, args) -> dict:
     if args.patience is None:  # the multipliers and ζ̂ along the run (epoch means), to see what holds p_θ back
         row["eval_steps"] = [int(v) for v in r.eval_steps]
         row["train_curves"] = {k: np.asarray(v, np.float64).tolist() for k, v in r.curves.items() if k != "val_nll"}
+        row["val_curves_full"] = val.tolist()  # every evaluation, NaN (null) after a seed diverged: aligned with eval_steps
     print(f"ours {method} N={len(beta)}: {train_s:.1f} s training + {r.compile_seconds:.1f} s compile, stopped at epochs {stopped / epoch}, "
           f"test NLL {pm(test_nll)}", flush=True)
     if not args.no_c2st:
@@ -443,13 +445,13 @@ def plot_dual_curves(rows: list[dict], path: Path) -> bool:
     fig, axes = plt.subplots(len(rows), len(DUAL_PANELS), figsize=(4.2 * len(DUAL_PANELS), 3.4 * len(rows)), squeeze=False)
     for i, r in enumerate(rows):
         epochs = np.asarray(r["eval_steps"], np.float64) / r["steps_per_epoch"]
-        curves = {"val_nll": r["val_curves"], **r["train_curves"]}
+        curves = {"val_nll": r.get("val_curves_full", r["val_curves"]), **r["train_curves"]}
         for ax, (keys, title) in zip(axes[i], DUAL_PANELS):
             for c, k in enumerate(keys):
-                for s, seed in enumerate(np.asarray(curves.get(k, []), np.float64)):
+                for s, seed in enumerate(np.asarray([[np.nan if v is None else v for v in c] for c in curves.get(k, [])], np.float64)):
                     ax.plot(epochs[: len(seed)], seed, color=f"C{c}", lw=0.8, alpha=0.8, label=k if s == 0 and len(keys) > 1 else None)
             ax.set(xlabel="epoch", title=f"N = {r['key']['num_simulations']}: {title}")
-            if len(keys) > 1:
+            if len(keys) > 1 and ax.get_legend_handles_labels()[0]:
                 ax.set_yscale("log")
                 ax.legend(fontsize=7)
     fig.tight_layout()

@@ -124,3 +124,31 @@ def test_extra_names_are_checked_at_parse(capsys):
         d2.parse(["--extra", "dual_base,dual_pathwis"])
     assert "unknown row(s) dual_pathwis" in capsys.readouterr().err
     assert d2.parse(["--extra", "dual_sgd,dual_pathwise"]).extra == ["dual_sgd", "dual_pathwise"]
+
+
+def test_a_later_plain_run_of_another_set_keeps_the_extra_rows_their_maps_and_records(tmp_path):
+    rng = np.random.default_rng(5)
+    results, maps = _write(tmp_path, ["moons"], 30, 2, rng)
+    results["moons"]["dual_base"] = _curves(rng)
+    maps["moons"]["dual_base"] = (rng.normal(size=64 * 64), rng.normal(size=64 * 64))
+    record = {"command": "python benchmarks/density2d.py --datasets moons --extra dual_base", "commit": "ccc3333", "utc": "t"}
+    runs = json.loads((tmp_path / "density2d_runs.json").read_text())
+    runs["moons"]["extra"] = {"dual_base": record}
+    d2.save_raw(results, tmp_path)
+    d2.save_maps(maps, tmp_path)
+    (tmp_path / "density2d_runs.json").write_text(json.dumps(runs))
+    kept, kept_maps, kept_runs = d2.kept_sets(tmp_path, _args(["rings"]))  # a plain command that trains rings
+    assert set(kept["moons"]) == {"dual", "nf", "dual_base"} and kept_runs["moons"]["extra"] == {"dual_base": record}
+    np.testing.assert_allclose(kept["moons"]["dual_base"].test_nll_p, results["moons"]["dual_base"].test_nll_p)
+    for a, b in zip(kept_maps["moons"]["dual_base"], maps["moons"]["dual_base"]):
+        np.testing.assert_array_equal(a, b)
+    # rerunning moons itself (no --extra) starts it afresh: it is not kept, extra rows included
+    assert "moons" not in d2.kept_sets(tmp_path, _args(["moons"]))[0]
+
+
+def test_extra_and_report_only_together_are_refused(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        d2.parse(["--extra", "dual_base", "--report-only"])
+    assert "--report-only trains nothing" in capsys.readouterr().err

@@ -86,3 +86,10 @@ def test_dual_curves_figure_only_for_fixed_length_dual_rows(tmp_path):
                  train_curves={"lambda_fw": [[0.01, 0.02]], "lambda_rv": [[0.01, 0.03]], "lambda_prx": [[0.01, 0.01]],
                                "log_zeta": [[0.1, 0.0]], "rv_kl": [[0.3, 0.2]]})
     assert sbi_npe.plot_dual_curves([early, fixed], path) and path.stat().st_size > 0
+
+
+def test_dual_curves_figure_survives_a_seed_that_diverged(tmp_path):
+    row = {"method": "adasym", "key": {"num_simulations": 1000}, "eval_steps": [5, 10, 15], "steps_per_epoch": 5,
+           "val_curves": [[1.0, 0.5, 0.4], [1.0]], "val_curves_full": [[1.0, 0.5, 0.4], [1.0, None, None]],
+           "train_curves": {"log_zeta": [[0.1, 0.0, 0.0], [0.2, None, None]]}}
+    assert sbi_npe.plot_dual_curves([row], tmp_path / "c.png")
