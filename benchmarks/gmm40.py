@@ -57,7 +57,8 @@ def parse(argv=None):
     p.add_argument("--c4-seeds", type=int, default=2, help="seeds per WGAN / dual LR setting of C4")
     p.add_argument("--eval-zeta", type=int, help="flow samples for ζ̂ at evaluation (default 2000; paper scale 10000)")
     p.add_argument("--paper-scale", action="store_true", help="D.1's 100k steps")
-    p.add_argument("--skip", default="", help=f"comma-separated groups to skip: {','.join(GROUPS)}")
+    p.add_argument("--skip", default="", help=f"comma-separated groups to skip: {','.join(GROUPS)} (with --reuse, every group not in "
+                   "gmm40.json trains unless skipped: the extra rows too)")
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     p.add_argument("--report-only", action="store_true", help="rewrite gmm40.md and the figures from gmm40.json (no training); the steps, seeds and ζ samples stated are read from the JSON, not from this command's flags")
     p.add_argument("--pw-pairs", default="all",
