@@ -54,13 +54,14 @@ EXTRA_DUALS = {
 }
 
 
-def extra_line(name: str, c: "Curves", dual: Optional["Curves"]) -> str:
-    """One verdict bullet for the extra row ``name`` (curves ``c``): its change, its ζ̂ against the
-    band [1, 1 + ε_ζ] and [0.9, 1.2], and its best and last test NLL of p_θ beside the dual's."""
+def extra_line(name: str, c: "Curves", dual: Optional["Curves"], lead: str = "- Extra row") -> str:
+    """One verdict bullet for the extra row ``name`` (curves ``c``), opened by ``lead``: its change,
+    its ζ̂ against the band [1, 1 + ε_ζ] and [0.9, 1.2], and its best and last test NLL of p_θ
+    beside the dual's."""
     change, what = EXTRA_DUALS[name]
     z = np.exp(c.log_zeta)
     field = ", ".join(f"{k}={v}" for k, v in change.items())
-    return (f"- Extra row {name} ({what}; `{field}`, {int(c.eval_steps[-1])} steps): "
+    return (f"{lead} {name} ({what}; `{field}`, {int(c.eval_steps[-1])} steps): "
             f"ζ̂ range [{np.nanmin(z):.3f}, {np.nanmax(z):.3f}], {100 * np.mean((z >= 1.0) & (z <= 1.1)):.0f}% of evaluations inside [1, 1.1], "
             f"{100 * np.mean((z >= 0.9) & (z <= 1.2)):.0f}% inside [0.9, 1.2]; last test NLL {pm(c.last)}, best {pm(c.best)}"
             + (f" (the dual: {pm(dual.last)}, {pm(dual.best)})." if dual is not None else "."))

@@ -325,7 +325,7 @@ def write_report(results, oracles, args, wall, out: Path, runs: Optional[dict] =
         f"the paper's {PAPER['steps']:,} steps" if args.steps >= PAPER["steps"]
         else f"the scale stated above, {args.steps / PAPER['steps']:.0%} of the paper's {PAPER['steps']:,} steps"
     )
-    extra_rows = [extra_line(m, c, r.get("dual")).replace("- Extra row ", f"- {name}: extra row ", 1)
+    extra_rows = [extra_line(m, c, r.get("dual"), lead=f"- {name}: extra row")
                   for name, r in results.items() for m, c in r.items() if m in EXTRA_DUALS]
     if extra_rows:
         L.append("\nExtra rows (not in the paper's Figure 4; C5 above is the dual against NF):\n")

@@ -358,7 +358,7 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
         "| ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in sorted(rows, key=lambda r: r["key"]["num_simulations"]):
-        ep = ", ".join(f"{e:.0f}" for e in r["epochs"]) + ("" if r.get("converged", True) is not False else f" (cap {r['cap_steps']} steps reached)")
+        ep = ", ".join(f"{e:.0f}" for e in r["epochs"]) + (f" (cap {r['cap_steps']} steps reached)" if cap_reached(r) else "")
         lines.append(
             f"| {r['key']['num_simulations']} | {r['contender']} | {r['train_seconds']:.1f} | {r['compile_seconds']:.1f} | {r['total_seconds']:.1f} | {ep} "
             f"| {cell(r, 'test_nll')} | {cell(r, 'c2st_mlp')} | {cell(r, 'c2st_paper')} | {cell(r, 'c2st_mlp_u0')} | {cell(r, 'c2st_paper_u0')} | `{r.get('commit', '–')}` |"
@@ -378,9 +378,15 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
 C2ST_PANELS = (("c2st_mlp", "SBI benchmark: MLP, 5-fold, {obs} observations"), ("c2st_paper_u0", "paper: HistGradientBoosting at u₀"))
 
 
+def cap_reached(row: dict) -> bool:
+    """Whether a row trained to convergence stopped at its cap with some seed unconverged (False for
+    sbi's rows, which have no cap, and for fixed-length rows, whose cap is their length)."""
+    return row.get("converged", True) is False
+
+
 def curve_label(row: dict) -> str:
     """A row's line in Figure 6: its contender, and its cap when a seed reached it."""
-    return row["contender"] + ("" if row.get("converged", True) is not False else f", not converged (cap {row.get('cap_steps')} steps)")
+    return row["contender"] + (f", not converged (cap {row.get('cap_steps')} steps)" if cap_reached(row) else "")
 
 
 def c2st_curves(rows: list[dict], column: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
