@@ -51,7 +51,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench2d import command_line, device_string, git_commit, pm  # noqa: E402
+from _bench2d import command_line, device_string, git_commit, notes_lines, pm  # noqa: E402
 
 from adasym_jax.checkpoint import Standardization  # noqa: E402
 from adasym_jax.cli_args import add_set_argument, apply_overrides  # noqa: E402
@@ -370,6 +370,7 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
               + ("." if dual else "; no dual row here yet, so it shows the NPE side only.")]
     if plot_dual_curves(rows, out / f"{args.name}_curves.png"):
         lines += ["", f"The fixed-length dual rows' curves per epoch (validation NLL, multipliers, ζ̂, reverse KL; one line per seed): `{args.name}_curves.png`."]
+    lines += notes_lines(out / f"{args.name}_notes.md")  # hand-written remarks, kept when the file is rewritten
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     plot_c2st(rows, task, ref, out / f"{args.name}_c2st.png", observations=obs)
 
