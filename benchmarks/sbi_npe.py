@@ -455,7 +455,7 @@ def plot_dual_curves(rows: list[dict], path: Path) -> bool:
         curves = {"val_nll": r.get("val_curves_full", r["val_curves"]), **r["train_curves"]}
         for ax, (keys, title) in zip(axes[i], DUAL_PANELS):
             for c, k in enumerate(keys):
-                for s, seed in enumerate(np.asarray([[np.nan if v is None else v for v in c] for c in curves.get(k, [])], np.float64)):
+                for s, seed in enumerate(np.asarray([[np.nan if v is None else v for v in per_seed] for per_seed in curves.get(k, [])], np.float64)):
                     ax.plot(epochs[: len(seed)], seed, color=f"C{c}", lw=0.8, alpha=0.8, label=k if s == 0 and len(keys) > 1 else None)
             ax.set(xlabel="epoch", title=f"N = {r['key']['num_simulations']}: {title}")
             if len(keys) > 1 and ax.get_legend_handles_labels()[0]:
