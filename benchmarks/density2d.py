@@ -4,8 +4,8 @@ For each of rings, gmm_grid, gmm_ring, spiral, moons (1000 train / 10k test poin
 (adasym, D.2 settings, λ₀ = 0.01) and NF (maximum likelihood) train ``--seeds`` seeds each as
 one vmapped program; both programs are compiled once and reused across the five sets.
 Writes ``density2d.md`` (best and last test NLL, mean ± std; verdict on C5) and the figures
-``density2d_maps.png`` (64×64 maps of data, p_θ, q̃_ψ and NF, Figure 4b/7) and
-``density2d_nll.png`` (best/last NLL per seed, Figure 4a/7) to ``--out``.
+``density2d_maps.png`` (64×64 maps of data, p_θ, q̃_ψ and NF, Figure 4b/7, plus each extra row's p_θ) and
+``density2d_nll.png`` (best/last NLL per seed, Figure 4a/7, extra rows beside the dual and NF) to ``--out``.
 
     python benchmarks/density2d.py                # the scale that fits a 2-core CPU
     python benchmarks/density2d.py --paper-scale  # D.2: 25k steps
@@ -351,17 +351,35 @@ def plot(results, maps, out: Path) -> None:
     _plot_nll(results, names, out, plt)
 
 
+#: Colours of the rows in density2d_nll.png: the dual and NF as in earlier reports, then the extra rows.
+ROW_COLORS = {"dual": "tab:red", "nf": "tab:blue", "dual_sgd": "tab:orange", "dual_pathwise": "tab:green", "dual_base": "tab:purple"}
+
+
+def plotted_rows(results: dict) -> list[str]:
+    """The rows drawn in density2d_nll.png: the dual and NF, then each extra row (EXTRA_DUALS order)
+    that at least one set has."""
+    return ["dual", "nf", *(e for e in EXTRA_DUALS if any(e in r for r in results.values()))]
+
+
+def map_columns(maps: dict) -> list[tuple[str, str, int]]:
+    """The density panels of density2d_maps.png after the data column, as (title, row, 0 for p_θ or
+    1 for q̃_ψ): the dual's p_θ and q̃_ψ, NF, then the p_θ of each extra row that some set has."""
+    extras = [e for e in EXTRA_DUALS if any(e in m for m in maps.values())]
+    return [("dual p_θ", "dual", 0), ("dual q̃_ψ", "dual", 1), ("NF", "nf", 0), *((f"{e} p_θ", e, 0) for e in extras)]
+
+
 def _plot_maps(results, maps, out: Path, plt) -> None:
     names = [n for n in results if n in maps]
-    fig, axes = plt.subplots(len(names), 4, figsize=(12, 3 * len(names)), squeeze=False)
+    columns = map_columns({n: maps[n] for n in names})
+    fig, axes = plt.subplots(len(names), 1 + len(columns), figsize=(3 * (1 + len(columns)), 3 * len(names)), squeeze=False)
     for r, name in enumerate(names):
         m = maps[name]
         xlim, ylim = m["xlim"], m["ylim"]
         _, area = grid_points(xlim, ylim)
         xs, ys = np.linspace(*xlim, 64), np.linspace(*ylim, 64)
         axes[r, 0].scatter(m["data"][:, 0], m["data"][:, 1], s=1, c="k", alpha=0.5, linewidths=0)
-        panels = [("dual p_θ", m.get("dual", (None, None))[0]), ("dual q̃_ψ", m.get("dual", (None, None))[1]), ("NF", m.get("nf", (None, None))[0])]
-        for c, (title, lp) in enumerate(panels, start=1):
+        for c, (title, row, which) in enumerate(columns, start=1):
+            lp = m.get(row, (None, None))[which]
             if lp is not None:
                 v = np.exp(np.clip(lp, -700, 700)) * area
                 axes[r, c].contourf(xs, ys, np.nan_to_num(v).reshape(64, 64), levels=20, cmap="viridis")
@@ -379,13 +397,19 @@ def _plot_maps(results, maps, out: Path, plt) -> None:
 
 
 def _plot_nll(results, names, out: Path, plt) -> None:
+    rows = plotted_rows(results)
+    width = 0.25 if len(rows) == 2 else 0.6  # the spread of one set's rows along x (0.25: as before extra rows)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for k, (key, title) in enumerate((("best", "best test NLL"), ("last", "last test NLL"))):
+        labelled = set()
         for i, name in enumerate(names):
-            for j, (method, color) in enumerate((("dual", "tab:red"), ("nf", "tab:blue"))):
+            for j, method in enumerate(rows):
                 if method in results[name]:
                     vals = getattr(results[name][method], key)
-                    axes[k].scatter(np.full(len(vals), i + (j - 0.5) * 0.25), vals, color=color, s=14, label=method if i == 0 else None)
+                    x = i + (j / (len(rows) - 1) - 0.5) * width
+                    axes[k].scatter(np.full(len(vals), x), vals, color=ROW_COLORS[method], s=14,
+                                    label=None if method in labelled else method)
+                    labelled.add(method)
         axes[k].set_xticks(range(len(names)))
         axes[k].set_xticklabels(names)
         axes[k].set_title(title + " of p_θ per seed")

@@ -152,3 +152,21 @@ def test_extra_and_report_only_together_are_refused(capsys):
     with pytest.raises(SystemExit):
         d2.parse(["--extra", "dual_base", "--report-only"])
     assert "--report-only trains nothing" in capsys.readouterr().err
+
+
+def test_figures_draw_the_extra_rows_beside_the_dual_and_nf(tmp_path):
+    rng = np.random.default_rng(6)
+    results, maps = _write(tmp_path, ["rings", "moons"], 30, 2, rng)
+    assert d2.plotted_rows(results) == ["dual", "nf"]
+    assert [c[:2] for c in d2.map_columns(maps)] == [("dual p_θ", "dual"), ("dual q̃_ψ", "dual"), ("NF", "nf")]
+    # extra rows on one set only: drawn once each, in EXTRA_DUALS order, whatever order they ran in
+    for e in ("dual_base", "dual_sgd"):
+        results["moons"][e] = _curves(rng)
+        maps["moons"][e] = (rng.normal(size=64 * 64), rng.normal(size=64 * 64))
+    assert d2.plotted_rows(results) == ["dual", "nf", "dual_sgd", "dual_base"]
+    columns = d2.map_columns(maps)
+    assert [c[1:] for c in columns[3:]] == [("dual_sgd", 0), ("dual_base", 0)]
+    assert set(d2.ROW_COLORS) >= {"dual", "nf", *d2.EXTRA_DUALS}
+    d2.plot(results, maps, tmp_path)  # a set without the extra rows leaves their panels empty
+    for f in ("density2d_maps.png", "density2d_nll.png"):
+        assert (tmp_path / f).stat().st_size > 0
