@@ -413,7 +413,7 @@ def _plot_nll(results, names, out: Path, plt) -> None:
         axes[k].set_xticks(range(len(names)))
         axes[k].set_xticklabels(names)
         axes[k].set_title(title + " of p_θ per seed")
-        axes[k].legend()
+        axes[k].legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "density2d_nll.png", dpi=80)
     plt.close(fig)
