@@ -361,15 +361,28 @@ def plotted_rows(results: dict) -> list[str]:
     return ["dual", "nf", *(e for e in EXTRA_DUALS if any(e in r for r in results.values()))]
 
 
+def row_offsets(n: int) -> list[float]:
+    """x-offsets of ``n`` rows around a set's tick in density2d_nll.png. Every set uses the same
+    offsets, so a row sits at the same place at every set, even where a set lacks some rows.
+    With two rows (the dual and NF) they are ±0.125, as before extra rows existed."""
+    width = 0.25 if n == 2 else 0.6
+    return [float(v) for v in np.linspace(-width / 2, width / 2, n)]
+
+
+P_THETA, Q_PSI = 0, 1  # which of a row's two maps, (log p_θ, log q̃_ψ), a panel draws
+
+
 def map_columns(maps: dict) -> list[tuple[str, str, int]]:
-    """The density panels of density2d_maps.png after the data column, as (title, row, 0 for p_θ or
-    1 for q̃_ψ): the dual's p_θ and q̃_ψ, NF, then the p_θ of each extra row that some set has."""
+    """The density panels of density2d_maps.png after the data column, as (title, row, P_THETA or
+    Q_PSI): the dual's p_θ and q̃_ψ, NF, then the p_θ of each extra row that some set has."""
     extras = [e for e in EXTRA_DUALS if any(e in m for m in maps.values())]
-    return [("dual p_θ", "dual", 0), ("dual q̃_ψ", "dual", 1), ("NF", "nf", 0), *((f"{e} p_θ", e, 0) for e in extras)]
+    return [("dual p_θ", "dual", P_THETA), ("dual q̃_ψ", "dual", Q_PSI), ("NF", "nf", P_THETA), *((f"{e} p_θ", e, P_THETA) for e in extras)]
 
 
 def _plot_maps(results, maps, out: Path, plt) -> None:
     names = [n for n in results if n in maps]
+    if not names:  # no stored maps for these sets (e.g. --report-only without density2d_maps.npz): nothing to draw
+        return
     columns = map_columns({n: maps[n] for n in names})
     fig, axes = plt.subplots(len(names), 1 + len(columns), figsize=(3 * (1 + len(columns)), 3 * len(names)), squeeze=False)
     for r, name in enumerate(names):
@@ -398,7 +411,7 @@ def _plot_maps(results, maps, out: Path, plt) -> None:
 
 def _plot_nll(results, names, out: Path, plt) -> None:
     rows = plotted_rows(results)
-    width = 0.25 if len(rows) == 2 else 0.6  # the spread of one set's rows along x (0.25: as before extra rows)
+    offsets = row_offsets(len(rows))
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for k, (key, title) in enumerate((("best", "best test NLL"), ("last", "last test NLL"))):
         labelled = set()
@@ -406,8 +419,7 @@ def _plot_nll(results, names, out: Path, plt) -> None:
             for j, method in enumerate(rows):
                 if method in results[name]:
                     vals = getattr(results[name][method], key)
-                    x = i + (j / (len(rows) - 1) - 0.5) * width
-                    axes[k].scatter(np.full(len(vals), x), vals, color=ROW_COLORS[method], s=14,
+                    axes[k].scatter(np.full(len(vals), i + offsets[j]), vals, color=ROW_COLORS[method], s=14,
                                     label=None if method in labelled else method)
                     labelled.add(method)
         axes[k].set_xticks(range(len(names)))

@@ -167,6 +167,12 @@ def test_figures_draw_the_extra_rows_beside_the_dual_and_nf(tmp_path):
     columns = d2.map_columns(maps)
     assert [c[1:] for c in columns[3:]] == [("dual_sgd", 0), ("dual_base", 0)]
     assert set(d2.ROW_COLORS) >= {"dual", "nf", *d2.EXTRA_DUALS}
+    np.testing.assert_allclose(d2.row_offsets(2), [-0.125, 0.125])  # the dual and NF where they were before extra rows
+    five = d2.row_offsets(5)
+    assert np.all(np.diff(five) > 0) and abs(five[0] + five[-1]) < 1e-12 and five[-1] - five[0] < 1.0  # ordered, centred, within a set
     d2.plot(results, maps, tmp_path)  # a set without the extra rows leaves their panels empty
     for f in ("density2d_maps.png", "density2d_nll.png"):
         assert (tmp_path / f).stat().st_size > 0
+    (tmp_path / "density2d_maps.png").unlink()
+    d2.plot(results, {}, tmp_path)  # no stored maps at all: the NLL figure is still drawn, the maps figure is not
+    assert not (tmp_path / "density2d_maps.png").exists() and (tmp_path / "density2d_nll.png").is_file()
