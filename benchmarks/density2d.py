@@ -355,10 +355,15 @@ def plot(results, maps, out: Path) -> None:
 ROW_COLORS = {"dual": "tab:red", "nf": "tab:blue", "dual_sgd": "tab:orange", "dual_pathwise": "tab:green", "dual_base": "tab:purple"}
 
 
+def extras_in(by_set: dict) -> list[str]:
+    """The extra rows (EXTRA_DUALS order) that at least one set has, in ``results`` or ``maps``
+    (both map a set's name to a dict keyed by row)."""
+    return [e for e in EXTRA_DUALS if any(e in r for r in by_set.values())]
+
+
 def plotted_rows(results: dict) -> list[str]:
-    """The rows drawn in density2d_nll.png: the dual and NF, then each extra row (EXTRA_DUALS order)
-    that at least one set has."""
-    return ["dual", "nf", *(e for e in EXTRA_DUALS if any(e in r for r in results.values()))]
+    """The rows drawn in density2d_nll.png: the dual and NF, then each extra row that some set has."""
+    return ["dual", "nf", *extras_in(results)]
 
 
 def row_offsets(n: int) -> list[float]:
@@ -375,8 +380,8 @@ P_THETA, Q_PSI = 0, 1  # which of a row's two maps, (log p_θ, log q̃_ψ), a pa
 def map_columns(maps: dict) -> list[tuple[str, str, int]]:
     """The density panels of density2d_maps.png after the data column, as (title, row, P_THETA or
     Q_PSI): the dual's p_θ and q̃_ψ, NF, then the p_θ of each extra row that some set has."""
-    extras = [e for e in EXTRA_DUALS if any(e in m for m in maps.values())]
-    return [("dual p_θ", "dual", P_THETA), ("dual q̃_ψ", "dual", Q_PSI), ("NF", "nf", P_THETA), *((f"{e} p_θ", e, P_THETA) for e in extras)]
+    return [("dual p_θ", "dual", P_THETA), ("dual q̃_ψ", "dual", Q_PSI), ("NF", "nf", P_THETA),
+            *((f"{e} p_θ", e, P_THETA) for e in extras_in(maps))]
 
 
 def _plot_maps(results, maps, out: Path, plt) -> None:
