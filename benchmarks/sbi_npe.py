@@ -369,7 +369,7 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
               f"{obs} observations, right the paper's at u₀ only: `{args.name}_c2st.png`"
               + ("." if dual else "; no dual row here yet, so it shows the NPE side only.")]
     if plot_dual_curves(rows, out / f"{args.name}_curves.png"):
-        lines += ["", f"The fixed-length dual rows' curves per epoch (validation NLL, multipliers, ζ̂, reverse KL; one line per seed): `{args.name}_curves.png`."]
+        lines += ["", f"The fixed-length dual rows' curves per epoch (validation NLL, the KL and ζ multipliers, ζ̂, q_ψ's proxy NLL, reverse KL; one line per seed, one row of panels per run): `{args.name}_curves.png`."]
     lines += notes_lines(out / f"{args.name}_notes.md")  # hand-written remarks, kept when the file is rewritten
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     plot_c2st(rows, task, ref, out / f"{args.name}_c2st.png", observations=obs)
@@ -433,14 +433,19 @@ def plot_c2st(rows: list[dict], task: str, ref, path: Path, observations: int = 
 
 
 #: What :func:`plot_dual_curves` draws of a fixed-length dual row, per epoch: (curve keys, panel title).
+#: The ζ multipliers (LR 1e-2) and the EBM's proxy NLL show whether ζ's band binds and what ψ then does to q_ψ.
 DUAL_PANELS = ((("val_nll",), "validation NLL of p_θ"), (("lambda_fw", "lambda_rv", "lambda_prx"), "multipliers λ"),
-               (("log_zeta",), "log ζ̂ (training batch)"), (("rv_kl",), "reverse-KL estimate"))
+               (("lambda_zeta_u", "lambda_zeta_l"), "ζ multipliers"), (("log_zeta",), "log ζ̂ (training batch)"),
+               (("prx_nll",), "q_ψ's proxy NLL (model units)"), (("rv_kl",), "reverse-KL estimate"))
+#: Panels whose curves may touch 0 (a multiplier at its bound): drawn on a linear axis.
+_LINEAR_PANELS = ("ζ multipliers",)
 
 
 def plot_dual_curves(rows: list[dict], path: Path) -> bool:
     """The fixed-length dual rows' training curves against epochs, one line per seed (multipliers
-    one colour each, seeds overlaid): what the validation NLL does when nothing stops it, and what
-    the multipliers, ζ̂ and the reverse KL do meanwhile. False (nothing drawn) without such a row."""
+    one colour each, seeds overlaid; titles name the row's N and --set overrides): what the
+    validation NLL does when nothing stops it, and what the multipliers (the KL ones and ζ's), ζ̂,
+    q_ψ's proxy NLL and the reverse KL do meanwhile. False (nothing drawn) without such a row."""
     rows = [r for r in rows if r.get("method") == "adasym" and "train_curves" in r]
     if not rows:
         return False
@@ -452,14 +457,18 @@ def plot_dual_curves(rows: list[dict], path: Path) -> bool:
     fig, axes = plt.subplots(len(rows), len(DUAL_PANELS), figsize=(4.2 * len(DUAL_PANELS), 3.4 * len(rows)), squeeze=False)
     for i, r in enumerate(rows):
         epochs = np.asarray(r["eval_steps"], np.float64) / r["steps_per_epoch"]
+        overrides = r["key"].get("overrides") or []
+        row_name = f"N = {r['key']['num_simulations']}" + (f" ({', '.join(overrides)})" if overrides else "")
         curves = {"val_nll": r.get("val_curves_full", r["val_curves"]), **r["train_curves"]}
         for ax, (keys, title) in zip(axes[i], DUAL_PANELS):
             for c, k in enumerate(keys):
                 for s, seed in enumerate(np.asarray([[np.nan if v is None else v for v in per_seed] for per_seed in curves.get(k, [])], np.float64)):
                     ax.plot(epochs[: len(seed)], seed, color=f"C{c}", lw=0.8, alpha=0.8, label=k if s == 0 and len(keys) > 1 else None)
-            ax.set(xlabel="epoch", title=f"N = {r['key']['num_simulations']}: {title}")
+            ax.set(xlabel="epoch")
+            ax.set_title(f"{row_name}\n{title}", fontsize=9)
             if len(keys) > 1 and ax.get_legend_handles_labels()[0]:
-                ax.set_yscale("log")
+                if title not in _LINEAR_PANELS:
+                    ax.set_yscale("log")
                 ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -84,8 +84,10 @@ def test_dual_curves_figure_only_for_fixed_length_dual_rows(tmp_path):
     assert not sbi_npe.plot_dual_curves([early], path) and not path.exists()
     fixed = dict(early, eval_steps=[5, 10], steps_per_epoch=5,
                  train_curves={"lambda_fw": [[0.01, 0.02]], "lambda_rv": [[0.01, 0.03]], "lambda_prx": [[0.01, 0.01]],
-                               "log_zeta": [[0.1, 0.0]], "rv_kl": [[0.3, 0.2]]})
-    assert sbi_npe.plot_dual_curves([early, fixed], path) and path.stat().st_size > 0
+                               "log_zeta": [[0.1, 0.0]], "rv_kl": [[0.3, 0.2]], "prx_nll": [[3.2, 3.0]],
+                               "lambda_zeta_u": [[0.0, 0.4]], "lambda_zeta_l": [[0.0, 0.0]]})
+    with_set = dict(fixed, key={"num_simulations": 1000, "overrides": ["ebm_base_scale=1.0"]})
+    assert sbi_npe.plot_dual_curves([early, fixed, with_set], path) and path.stat().st_size > 0
 
 
 def test_dual_curves_figure_survives_a_seed_that_diverged(tmp_path):
