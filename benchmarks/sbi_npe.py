@@ -432,13 +432,12 @@ def plot_c2st(rows: list[dict], task: str, ref, path: Path, observations: int = 
     plt.close(fig)
 
 
-#: What :func:`plot_dual_curves` draws of a fixed-length dual row, per epoch: (curve keys, panel title).
-#: The ζ multipliers (LR 1e-2) and the EBM's proxy NLL show whether ζ's band binds and what ψ then does to q_ψ.
-DUAL_PANELS = ((("val_nll",), "validation NLL of p_θ"), (("lambda_fw", "lambda_rv", "lambda_prx"), "multipliers λ"),
-               (("lambda_zeta_u", "lambda_zeta_l"), "ζ multipliers"), (("log_zeta",), "log ζ̂ (training batch)"),
-               (("prx_nll",), "q_ψ's proxy NLL (model units)"), (("rv_kl",), "reverse-KL estimate"))
-#: Panels whose curves may touch 0 (a multiplier at its bound): drawn on a linear axis.
-_LINEAR_PANELS = ("ζ multipliers",)
+#: What :func:`plot_dual_curves` draws of a fixed-length dual row, per epoch: (curve keys, panel title, y scale).
+#: The ζ multipliers (LR 1e-2) and the EBM's proxy NLL show whether ζ's band binds and what ψ then does to q_ψ;
+#: the ζ multipliers sit at 0 until the band binds, so their axis is linear.
+DUAL_PANELS = ((("val_nll",), "validation NLL of p_θ", "linear"), (("lambda_fw", "lambda_rv", "lambda_prx"), "multipliers λ", "log"),
+               (("lambda_zeta_u", "lambda_zeta_l"), "ζ multipliers", "linear"), (("log_zeta",), "log ζ̂ (training batch)", "linear"),
+               (("prx_nll",), "q_ψ's proxy NLL (model units)", "linear"), (("rv_kl",), "reverse-KL estimate", "linear"))
 
 
 def plot_dual_curves(rows: list[dict], path: Path) -> bool:
@@ -460,15 +459,13 @@ def plot_dual_curves(rows: list[dict], path: Path) -> bool:
         overrides = r["key"].get("overrides") or []
         row_name = f"N = {r['key']['num_simulations']}" + (f" ({', '.join(overrides)})" if overrides else "")
         curves = {"val_nll": r.get("val_curves_full", r["val_curves"]), **r["train_curves"]}
-        for ax, (keys, title) in zip(axes[i], DUAL_PANELS):
+        for ax, (keys, title, yscale) in zip(axes[i], DUAL_PANELS):
             for c, k in enumerate(keys):
                 for s, seed in enumerate(np.asarray([[np.nan if v is None else v for v in per_seed] for per_seed in curves.get(k, [])], np.float64)):
                     ax.plot(epochs[: len(seed)], seed, color=f"C{c}", lw=0.8, alpha=0.8, label=k if s == 0 and len(keys) > 1 else None)
-            ax.set(xlabel="epoch")
+            ax.set(xlabel="epoch", yscale=yscale)
             ax.set_title(f"{row_name}\n{title}", fontsize=9)
             if len(keys) > 1 and ax.get_legend_handles_labels()[0]:
-                if title not in _LINEAR_PANELS:
-                    ax.set_yscale("log")
                 ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
