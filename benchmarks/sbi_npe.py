@@ -51,7 +51,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _bench2d import command_line, device_string, git_commit, notes_lines, pm  # noqa: E402
+from _bench2d import command_line, compact_json, device_string, git_commit, notes_lines, pm  # noqa: E402
 
 from adasym_jax.checkpoint import Standardization  # noqa: E402
 from adasym_jax.cli_args import add_set_argument, apply_overrides  # noqa: E402
@@ -331,7 +331,7 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
     meta = meta or {"command": command_line(), "commit": git_commit(), "device": device_string(), "task": args.task,
             "seeds": args.seeds, "observations": args.observations, "num_samples": args.num_samples, "npe_settings": NPE,
             "optimizer": {args.optimizer: OPTIMIZERS[args.optimizer]}}
-    (out / f"{args.name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    (out / f"{args.name}.json").write_text(compact_json({"meta": meta, "rows": rows}) + "\n")
     task = meta.get("task", args.task)  # --render: the stored run's task, not this command's default
     ref = SBI_NPE_REFERENCE.get(task)
     lines = [
@@ -414,20 +414,26 @@ def plot_c2st(rows: list[dict], task: str, ref, path: Path, observations: int = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(C2ST_PANELS), figsize=(6 * len(C2ST_PANELS), 4.2), sharey=True)
+    contenders = list(dict.fromkeys(c for column, _ in C2ST_PANELS for c in c2st_curves(rows, column)))
+    colours = {c: f"C{i % 10}" for i, c in enumerate(contenders)}  # one colour per contender in both panels
+    labels = len(contenders) + bool(ref)
+    # the labels (long: they name each row's settings) go in one legend under the panels, not over the points
+    height = 4.2 + 0.2 * labels
+    fig, axes = plt.subplots(1, len(C2ST_PANELS), figsize=(6 * len(C2ST_PANELS), height), sharey=True)
+    handles: dict = {}
     for ax, (column, title) in zip(axes, C2ST_PANELS):
         title = title.format(obs=observations)
         for contender, (n, mean, std) in c2st_curves(rows, column).items():
-            ax.errorbar(n, mean, yerr=std, marker="o", capsize=3, label=contender)
+            handles[contender] = ax.errorbar(n, mean, yerr=std, marker="o", capsize=3, color=colours[contender])
         if ref and column == "c2st_mlp":
-            ax.plot([1e3, 1e4, 1e5], ref, "k--", marker="x", label="sbi NPE, published reference values (issue 13)")
+            handles["sbi NPE, published reference values (issue 13)"] = ax.plot([1e3, 1e4, 1e5], ref, "k--", marker="x")[0]
         ax.axhline(0.5, color="grey", lw=0.8)
         ax.set(xscale="log", xlabel="number of simulations N", title=title)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=6)
     axes[0].set_ylabel("C2ST (0.5 is best)")
     fig.suptitle(f"{task}: posterior quality against simulations (Figure 6)")
-    fig.tight_layout()
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="lower center", fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, (0.2 * labels + 0.1) / height, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

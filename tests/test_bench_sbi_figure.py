@@ -95,3 +95,19 @@ def test_dual_curves_figure_survives_a_seed_that_diverged(tmp_path):
            "val_curves": [[1.0, 0.5, 0.4], [1.0]], "val_curves_full": [[1.0, 0.5, 0.4], [1.0, None, None]],
            "train_curves": {"log_zeta": [[0.1, 0.0, 0.0], [0.2, None, None]]}}
     assert sbi_npe.plot_dual_curves([row], tmp_path / "c.png")
+
+
+def test_results_json_puts_each_curve_on_one_line_and_loads_back_the_same():
+    import json
+
+    from _bench2d import compact_json
+
+    data = {"meta": {"seeds": 5, "empty": {}, "none": []}, "rows": [
+        {"key": {"n": 10}, "curve": [[0.5, float("nan"), -1e-7], [2.0, 3.0, 1e30]], "epochs": [1, 2, 3],
+         "names": ["a", "b"], "nested": [{"x": [1, 2]}, [3, [4, 5]]], "flag": True, "t": (1, 2), "long": [0.1 * i for i in range(100)]}]}
+    text = compact_json(data)
+    assert json.dumps(json.loads(text), sort_keys=True) == json.dumps(json.loads(json.dumps(data)), sort_keys=True)
+    lines = text.splitlines()
+    assert '"epochs": [1, 2, 3],' in [ln.strip() for ln in lines]
+    assert "[0.5, NaN, -1e-07]," in [ln.strip() for ln in lines]
+    assert len(lines) < len(json.dumps(data, indent=2).splitlines()) / 4  # the 100-point curve is one line, not 102
