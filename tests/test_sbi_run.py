@@ -165,3 +165,12 @@ def test_training_to_convergence_through_fit(tmp_path):
     curve = r.c2st["paper"]["curve"]
     assert np.all(np.isfinite(curve[:, ::2])) and np.all(np.isnan(curve[:, 1::2]))
     assert r.c2st["paper"]["final"].shape == (2,) and np.all(np.isfinite(r.c2st["paper"]["best"]))
+
+
+def test_progress_line_says_why_a_seed_has_no_validation_nll():
+    """A seed that stopped early or diverged shows that in the progress line, not a bare 'nan'."""
+    from adasym_jax.sbi.run import _val_cell
+
+    assert _val_cell(-3.14159, -1) == "-3.142"
+    assert _val_cell(float("nan"), -1) == "stopped"
+    assert _val_cell(float("nan"), 4410) == "diverged at step 4410"

@@ -104,6 +104,13 @@ def reference_samples(task: SBITask, observation, key, kind: str = "exact", num:
     return rejection_abc(task, key, observation, num, tolerance)
 
 
+def _val_cell(value: float, diverged_step: int) -> str:
+    """One seed's validation NLL in the progress line; a seed that no longer trains shows why."""
+    if np.isfinite(value):
+        return f"{value:.4g}"
+    return f"diverged at step {diverged_step}" if diverged_step >= 0 else "stopped"
+
+
 def train_sbi(
     task: SBITask,
     num_simulations: int,
@@ -186,7 +193,7 @@ def train_sbi(
             if "c2st" in r.evals and np.isfinite(r.evals["c2st"][:, -1]).all():
                 parts.append("C2ST [" + ", ".join(f"{v:.3f}" for v in r.evals["c2st"][:, -1]) + "]")
             if r.val_curve is not None:
-                parts.append("val NLL [" + ", ".join(f"{v:.4g}" for v in r.val_curve[:, -1]) + "]")
+                parts.append("val NLL [" + ", ".join(_val_cell(v, d) for v, d in zip(r.val_curve[:, -1], r.diverged_step)) + "]")
             print(" ".join(parts), flush=True)
 
     fitted = fit(
