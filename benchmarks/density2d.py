@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     missing = [n for n in args.datasets if args.extra and n not in results]
     if missing:
         print(f"error: --extra adds rows to sets already in {out / 'density2d.json'} with the same steps, seeds, eval_every and "
-              f"eval_zeta; {', '.join(missing)} is not there: run its dual and NF first (without --extra)", file=sys.stderr)
+              f"eval_zeta; {', '.join(missing)} is not there with these settings: run its dual and NF first (without --extra)", file=sys.stderr)
         return 2
     oracles = {n: oracle_nll(DATASETS[n].log_prob, load_dataset(n)[1]) for n in results}
     base = presets.density2d().config.replace(eval_zeta_samples=args.eval_zeta)  # D.2
@@ -167,7 +167,9 @@ def kept_sets(out: Path, args) -> tuple[dict, dict, dict]:
     raw, runs, maps = load_raw(out), load_runs(out), load_maps(out)
     keep = [n for n in raw if (n not in args.datasets or args.extra) and n in runs and n in maps
             and all(runs[n].get(k) == getattr(args, k) for k in SETTINGS)]
-    dropped = [n for n in raw if (n not in args.datasets or args.extra) and n not in keep]
+    # with --extra, a set this command extends but cannot keep is the caller's one-line error, not a drop
+    dropped = [n for n in raw if (n not in args.datasets or args.extra) and n not in keep
+               and not (args.extra and n in args.datasets)]
     if dropped:
         print(f"density2d: dropping {', '.join(dropped)} from {out} (run with other steps, seeds, eval_every or "
               "eval_zeta than this command, or by a version that did not record them)", file=sys.stderr)

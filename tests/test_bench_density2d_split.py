@@ -104,7 +104,8 @@ def test_extra_rows_join_a_kept_set_and_are_reported_apart_from_c5(tmp_path, cap
     assert set(kept) == {"rings", "moons"} and set(kept["moons"]) == {"dual", "nf"}
     # ... but not at other settings: then nothing is there to join
     assert d2.kept_sets(tmp_path, _args(["moons"], steps=40, extra=["dual_base"]))[0] == {}
-    capsys.readouterr()
+    err = capsys.readouterr().err  # rings is dropped; moons is the caller's one-line --extra error, not a "dropping"
+    assert "dropping rings" in err and "moons" not in err
     kept["moons"]["dual_base"] = _curves(rng)
     runs["moons"]["extra"] = {"dual_base": {"command": "python benchmarks/density2d.py --datasets moons --extra dual_base",
                                             "commit": "ccc3333", "utc": "t"}}
