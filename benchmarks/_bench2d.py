@@ -319,7 +319,8 @@ def notes_lines(path: Path) -> list[str]:
 
 def compact_json(obj, indent: int = 2, _level: int = 0) -> str:
     """``json.dumps(obj, indent=indent)`` but each list of scalars (a training curve, a per-seed
-    list) on one line: a results file with curves of 10⁴ points stays readable and ~10× smaller.
+    list) on one line: a results file with curves of 10⁴ points stays readable, and smaller (one
+    newline and indent per number saved: ``sbi_gmm_fixed.json`` 7.4 → 4.4 MB).
     ``json.loads`` of the text gives back exactly what ``json.dumps`` would."""
     pad, inner = " " * (indent * _level), " " * (indent * (_level + 1))
     if isinstance(obj, dict) and obj:
