@@ -167,9 +167,8 @@ def kept_sets(out: Path, args) -> tuple[dict, dict, dict]:
     raw, runs, maps = load_raw(out), load_runs(out), load_maps(out)
     keep = [n for n in raw if (n not in args.datasets or args.extra) and n in runs and n in maps
             and all(runs[n].get(k) == getattr(args, k) for k in SETTINGS)]
-    # with --extra, a set this command extends but cannot keep is the caller's one-line error, not a drop
-    dropped = [n for n in raw if (n not in args.datasets or args.extra) and n not in keep
-               and not (args.extra and n in args.datasets)]
+    # a set this command names is retrained, or (--extra) the caller's one-line error when not kept: never a drop
+    dropped = [n for n in raw if n not in args.datasets and n not in keep]
     if dropped:
         print(f"density2d: dropping {', '.join(dropped)} from {out} (run with other steps, seeds, eval_every or "
               "eval_zeta than this command, or by a version that did not record them)", file=sys.stderr)

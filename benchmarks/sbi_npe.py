@@ -414,7 +414,8 @@ def plot_c2st(rows: list[dict], task: str, ref, path: Path, observations: int = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    contenders = list(dict.fromkeys(c for column, _ in C2ST_PANELS for c in c2st_curves(rows, column)))
+    curves = {column: c2st_curves(rows, column) for column, _ in C2ST_PANELS}
+    contenders = list(dict.fromkeys(c for per_column in curves.values() for c in per_column))
     colours = {c: f"C{i % 10}" for i, c in enumerate(contenders)}  # one colour per contender in both panels
     labels = len(contenders) + bool(ref)
     # the labels (long: they name each row's settings) go in one legend under the panels, not over the points
@@ -423,7 +424,7 @@ def plot_c2st(rows: list[dict], task: str, ref, path: Path, observations: int = 
     handles: dict = {}
     for ax, (column, title) in zip(axes, C2ST_PANELS):
         title = title.format(obs=observations)
-        for contender, (n, mean, std) in c2st_curves(rows, column).items():
+        for contender, (n, mean, std) in curves[column].items():
             handles[contender] = ax.errorbar(n, mean, yerr=std, marker="o", capsize=3, color=colours[contender])
         if ref and column == "c2st_mlp":
             handles["sbi NPE, published reference values (issue 13)"] = ax.plot([1e3, 1e4, 1e5], ref, "k--", marker="x")[0]
