@@ -7,6 +7,7 @@ issue 14 item 2), in one run on one CPU.
     python benchmarks/sbi_npe.py --task gaussian_mixture_wide --num-simulations 1000,10000,100000 --methods nf --name sbi_nf_gmm
     python benchmarks/sbi_npe.py --optimizer paper --methods nf --name sbi_npe_paper_opt   # our NF with C.3's Adam (0, 0.9)
     python benchmarks/sbi_npe.py --methods adasym --flow nsf --set lr_ebm=1e-4 --name sbi_dual_diag  # any TrainConfig field (--set, repeatable)
+    python benchmarks/sbi_npe.py --num-simulations 1000 --methods nf,adasym --patience 200 --name sbi_patience  # stop after 200 epochs without gain, not 20
 
 Needs the ``peer`` extra for the sbi rows (``pip install -e '.[peer]'``: torch, zuko, sbi).
 Rows already in the output JSON with the same settings are kept and not rerun (``--fresh``
@@ -19,7 +20,7 @@ bins, residual conditioners of width 50, z-scored β and u; ``train()``: batch 2
 epochs without improvement, best parameters kept; samples rejected outside the prior box), one
 seed after another. Ours through ``adasym_jax.sbi.run.train_sbi`` (``runner.fit``), all seeds
 in one vmapped program, by the same stopping rule (10 % held out, patience 20 evaluations of
-one epoch each, each seed's best parameters) with sbi's batch and LR on D.4's models
+one epoch each or ``--patience``'s, each seed's best parameters) with sbi's batch and LR on D.4's models
 (``presets.sbi``: flow 4 × 8 bins, conditioner 64-64; the dual's EBM, ψ and λ rates and ε_ζ
 as D.4) and, with ``--optimizer npe`` (default), sbi's Adam β and clipping; ``paper`` keeps
 C.3's Adam (0, 0.9) without clipping. The contexts u are z-scored by the training simulations'
@@ -92,6 +93,9 @@ def parse(argv=None):
     p.add_argument("--fixed-length", action="store_true",
                    help="our models train exactly --max-steps (NF) / --dual-max-steps (dual) steps, as the paper trains, and the last "
                         "state is scored; the 10 %% validation split is still held out and its curve recorded, but nothing stops early")
+    p.add_argument("--patience", type=int, default=NPE["patience"],
+                   help="epochs without a better validation NLL before a run stops (sbi's default 20), for every method of the row; "
+                        "a value other than 20 enters the row's key and label")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes scoring C2ST (not timed)")
     p.add_argument("--tiny", action="store_true", help="N = 600, 2 seeds, 2 observations, 500 samples, patience 2")
     p.add_argument("--name", default="sbi_npe", help="results file stem")
@@ -100,7 +104,11 @@ def parse(argv=None):
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     a = p.parse_args(argv)
     a.sizes = [int(v) for v in a.num_simulations.split(",") if v]
-    a.patience = None if a.fixed_length else NPE["patience"]
+    if a.patience < 1:
+        p.error(f"--patience must be at least 1 epoch, got {a.patience}")
+    if a.fixed_length and a.patience != NPE["patience"]:
+        p.error("--patience and --fixed-length exclude each other: a fixed-length run does not stop early")
+    a.patience = None if a.fixed_length else a.patience
     check_overrides(a)
     if a.tiny:
         a.sizes, a.seeds, a.observations, a.num_samples, a.max_steps, a.dual_max_steps = [600], 2, 2, 500, 60, 60
@@ -203,7 +211,8 @@ def ours(task, method: str, beta, u, obs, refs, test, args) -> dict:
         stopped, best = np.asarray(r.settings["stopped_step"]), np.asarray(r.settings["best_step"])
     row = {
         "contender": f"ours {method} ({args.seeds} seeds vmapped; optimizer {args.optimizer}, β {args.standardize}, flow {args.flow}"
-                     + "".join(f", {o}" for o in args.overrides) + (f", fixed length {cap} steps, last state" if args.patience is None else "") + ")",
+                     + "".join(f", {o}" for o in args.overrides) + (f", fixed length {cap} steps, last state" if args.patience is None else "")
+                     + patience_label(args) + ")",
         "method": method,
         "train_seconds": train_s,
         "compile_seconds": r.compile_seconds,
@@ -245,7 +254,7 @@ def sbi_npe(task, beta, u, obs, refs, test, args) -> dict:
     theta, x = torch.as_tensor(np.array(beta)), torch.as_tensor(np.array(u))  # writable copies
     prior = BoxUniform(low=torch.as_tensor(task.prior_low, dtype=torch.float32), high=torch.as_tensor(task.prior_high, dtype=torch.float32))
     seconds, epochs, samples, test_nll, val_curves = [], [], [], [], []
-    kwargs = {} if not args.tiny else {"stop_after_epochs": args.patience}
+    kwargs = {} if args.patience == NPE["patience"] else {"stop_after_epochs": args.patience}  # sbi's default is 20
     for s in range(args.seeds):
         torch.manual_seed(s)
         inference = SbiNPE(prior=prior, density_estimator="nsf", show_progress_bars=False)
@@ -261,7 +270,7 @@ def sbi_npe(task, beta, u, obs, refs, test, args) -> dict:
             samples.append([posterior.sample((args.num_samples,), x=torch.as_tensor(o), show_progress_bars=False).numpy() for o in obs])
         print(f"sbi NPE N={len(beta)} seed {s}: {seconds[-1]:.1f} s, {epochs[-1]} epochs, test NLL {test_nll[-1]:.4f}", flush=True)
     row = {
-        "contender": f"sbi {sbi.__version__} NPE (NSF, defaults; {args.seeds} seeds one after another)",
+        "contender": f"sbi {sbi.__version__} NPE (NSF, defaults; {args.seeds} seeds one after another{patience_label(args)})",
         "method": "sbi",
         "train_seconds": float(np.sum(seconds)),
         "compile_seconds": 0.0,
@@ -283,7 +292,13 @@ def row_key(task: str, n: int, method: str, args) -> dict:
             "standardize": None if method == "sbi" else args.standardize, "flow": None if method == "sbi" else args.flow,
             "cap_steps": None if method == "sbi" else (args.max_steps if method == "nf" else args.dual_max_steps),
             **({"overrides": list(args.overrides)} if args.overrides and method != "sbi" else {}),
-            **({"fixed_length": True} if args.fixed_length and method != "sbi" else {})}
+            **({"fixed_length": True} if args.fixed_length and method != "sbi" else {}),
+            **({"patience": args.patience} if args.patience not in (None, NPE["patience"]) else {})}
+
+
+def patience_label(args) -> str:
+    """The contender label's mention of a patience other than sbi's 20 epochs ('' for 20 and fixed length)."""
+    return f", patience {args.patience} epochs" if args.patience not in (None, NPE["patience"]) else ""
 
 
 def main(argv=None) -> int:
@@ -341,8 +356,8 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
         f"{args.seeds} seeds. C2ST of {args.num_samples} posterior samples against as many exact ones: SBI benchmark "
         f"(MLP, 5-fold, z-scored) and the paper's (HistGradientBoosting, 70/30), averaged over {args.observations} "
         "prior-predictive observations, and at the paper's u₀; mean ± std over seeds (0.5 is best).",
-        "Training to convergence by sbi's rule for all (10 % validation, patience 20 epochs, best parameters) but rows marked "
-        "'fixed length': those train exactly their cap with the same 10 % held out, and the last state is scored.",
+        "Training to convergence by sbi's rule for all (10 % validation, patience 20 epochs unless the row names another, best parameters) "
+        "but rows marked 'fixed length': those train exactly their cap with the same 10 % held out, and the last state is scored.",
         "Test NLL: −log p(β | u) in β's units on 10⁴ fresh simulations (sbi: its estimator's density, before the prior-box rejection).",
         f"Ours: sbi's batch {NPE['batch_size']} and LR θ {NPE['lr']:g}; each row names our optimizer (npe: Adam (0.9, 0.999), "
         "gradient norm clipped at 5; paper: C.3's Adam (0, 0.9)), β's handling (zscore as sbi; auto: only outside the splines' range) "
@@ -365,14 +380,16 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
         )
     dual = any(r.get("method") == "adasym" for r in rows)
     obs = meta.get("observations", args.observations)
-    lines += ["", f"Figure 6 as the paper draws it (C2ST against N, mean ± std over seeds): left the SBI benchmark's protocol over "
+    scored = any(column in r for r in rows for column, _ in C2ST_PANELS)  # no C2ST anywhere (--no-c2st): no Figure 6
+    lines += [] if not scored else ["", f"Figure 6 as the paper draws it (C2ST against N, mean ± std over seeds): left the SBI benchmark's protocol over "
               f"{obs} observations, right the paper's at u₀ only: `{args.name}_c2st.png`"
               + ("." if dual else "; no dual row here yet, so it shows the NPE side only.")]
     if plot_dual_curves(rows, out / f"{args.name}_curves.png"):
         lines += ["", f"The fixed-length dual rows' curves per epoch (validation NLL, the KL and ζ multipliers, ζ̂, q_ψ's proxy NLL, reverse KL; one line per seed, one row of panels per run): `{args.name}_curves.png`."]
     lines += notes_lines(out / f"{args.name}_notes.md")  # hand-written remarks, kept when the file is rewritten
     (out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
-    plot_c2st(rows, task, ref, out / f"{args.name}_c2st.png", observations=obs)
+    if scored:
+        plot_c2st(rows, task, ref, out / f"{args.name}_c2st.png", observations=obs)
 
 
 #: C2ST columns drawn by :func:`plot_c2st`: the SBI benchmark's protocol and the paper's at u₀.

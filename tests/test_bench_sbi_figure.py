@@ -111,3 +111,30 @@ def test_results_json_puts_each_curve_on_one_line_and_loads_back_the_same():
     assert '"epochs": [1, 2, 3],' in [ln.strip() for ln in lines]
     assert "[0.5, NaN, -1e-07]," in [ln.strip() for ln in lines]
     assert len(lines) < len(json.dumps(data, indent=2).splitlines()) / 4  # the 100-point curve is one line, not 102
+
+
+def test_patience_reaches_the_key_and_label_only_when_not_sbis_default():
+    plain, long = sbi_npe.parse([]), sbi_npe.parse(["--patience", "50"])
+    assert long.patience == 50 and plain.patience == sbi_npe.NPE["patience"]
+    for method in ("adasym", "nf", "sbi"):  # sbi's NPE gets it too (stop_after_epochs), so its row is another row
+        assert "patience" not in sbi_npe.row_key("two_moons", 1000, method, plain)  # rows stored before the flag still match
+        assert sbi_npe.row_key("two_moons", 1000, method, long)["patience"] == 50
+    assert sbi_npe.patience_label(plain) == "" and "patience 50 epochs" in sbi_npe.patience_label(long)
+    assert sbi_npe.patience_label(sbi_npe.parse(["--fixed-length"])) == ""
+
+
+@pytest.mark.parametrize("argv", [["--patience", "0"], ["--patience", "30", "--fixed-length"]])
+def test_bad_patience_fails_at_parse(argv, capsys):
+    with pytest.raises(SystemExit):
+        sbi_npe.parse(argv)
+    assert "--patience" in capsys.readouterr().err
+
+
+def test_render_without_any_c2st_draws_no_figure_6(tmp_path):
+    args = sbi_npe.parse(["--name", "nll_only", "--out", str(tmp_path)])
+    row = {"contender": "sbi NPE", "method": "sbi", "key": {"num_simulations": 1000}, "train_seconds": 1.0, "compile_seconds": 0.0,
+           "total_seconds": 1.0, "epochs": [30], "test_nll": [1.2, 1.3]}
+    sbi_npe.write([row], args, tmp_path)
+    assert not (tmp_path / "nll_only_c2st.png").exists() and "Figure 6" not in (tmp_path / "nll_only.md").read_text()
+    sbi_npe.write([dict(row, c2st_mlp=[0.7, 0.72])], args, tmp_path)  # one scored row: the figure and its line come back
+    assert (tmp_path / "nll_only_c2st.png").exists() and "Figure 6" in (tmp_path / "nll_only.md").read_text()
