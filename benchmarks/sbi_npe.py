@@ -254,7 +254,7 @@ def sbi_npe(task, beta, u, obs, refs, test, args) -> dict:
     theta, x = torch.as_tensor(np.array(beta)), torch.as_tensor(np.array(u))  # writable copies
     prior = BoxUniform(low=torch.as_tensor(task.prior_low, dtype=torch.float32), high=torch.as_tensor(task.prior_high, dtype=torch.float32))
     seconds, epochs, samples, test_nll, val_curves = [], [], [], [], []
-    kwargs = {} if args.patience == NPE["patience"] else {"stop_after_epochs": args.patience}  # sbi's default is 20
+    kwargs = {"stop_after_epochs": custom_patience(args)} if custom_patience(args) else {}  # sbi's default is 20
     for s in range(args.seeds):
         torch.manual_seed(s)
         inference = SbiNPE(prior=prior, density_estimator="nsf", show_progress_bars=False)
@@ -293,12 +293,17 @@ def row_key(task: str, n: int, method: str, args) -> dict:
             "cap_steps": None if method == "sbi" else (args.max_steps if method == "nf" else args.dual_max_steps),
             **({"overrides": list(args.overrides)} if args.overrides and method != "sbi" else {}),
             **({"fixed_length": True} if args.fixed_length and method != "sbi" else {}),
-            **({"patience": args.patience} if args.patience not in (None, NPE["patience"]) else {})}
+            **({"patience": custom_patience(args)} if custom_patience(args) else {})}
+
+
+def custom_patience(args) -> int | None:
+    """The patience when it is not sbi's 20 epochs; None for 20 and for fixed length (nothing stops early)."""
+    return args.patience if args.patience not in (None, NPE["patience"]) else None
 
 
 def patience_label(args) -> str:
     """The contender label's mention of a patience other than sbi's 20 epochs ('' for 20 and fixed length)."""
-    return f", patience {args.patience} epochs" if args.patience not in (None, NPE["patience"]) else ""
+    return f", patience {custom_patience(args)} epochs" if custom_patience(args) else ""
 
 
 def main(argv=None) -> int:

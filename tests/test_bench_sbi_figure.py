@@ -121,6 +121,9 @@ def test_patience_reaches_the_key_and_label_only_when_not_sbis_default():
         assert sbi_npe.row_key("two_moons", 1000, method, long)["patience"] == 50
     assert sbi_npe.patience_label(plain) == "" and "patience 50 epochs" in sbi_npe.patience_label(long)
     assert sbi_npe.patience_label(sbi_npe.parse(["--fixed-length"])) == ""
+    # what sbi's train() gets as stop_after_epochs: nothing for 20 or a fixed-length run (sbi's row ignores --fixed-length)
+    assert sbi_npe.custom_patience(plain) is None and sbi_npe.custom_patience(sbi_npe.parse(["--fixed-length"])) is None
+    assert sbi_npe.custom_patience(long) == 50
 
 
 @pytest.mark.parametrize("argv", [["--patience", "0"], ["--patience", "30", "--fixed-length"]])
