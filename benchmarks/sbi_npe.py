@@ -8,6 +8,7 @@ issue 14 item 2), in one run on one CPU.
     python benchmarks/sbi_npe.py --optimizer paper --methods nf --name sbi_npe_paper_opt   # our NF with C.3's Adam (0, 0.9)
     python benchmarks/sbi_npe.py --methods adasym --flow nsf --set lr_ebm=1e-4 --name sbi_dual_diag  # any TrainConfig field (--set, repeatable)
     python benchmarks/sbi_npe.py --num-simulations 1000 --methods nf,adasym --patience 200 --name sbi_patience  # stop after 200 epochs without gain, not 20
+    python benchmarks/sbi_npe.py --num-simulations 1000 --methods nf --within-prior --name sbi_in_prior  # our samples rejected outside the prior, as sbi's
 
 Needs the ``peer`` extra for the sbi rows (``pip install -e '.[peer]'``: torch, zuko, sbi).
 Rows already in the output JSON with the same settings are kept and not rerun (``--fresh``
@@ -26,7 +27,8 @@ as D.4) and, with ``--optimizer npe`` (default), sbi's Adam β and clipping; ``p
 C.3's Adam (0, 0.9) without clipping. The contexts u are z-scored by the training simulations'
 mean and std before our models see them (sbi does the same; an affine map of u leaves
 p(β | u) unchanged), and the observations with them. Our samples are not rejected outside the
-prior. Wall time is training only (our compile time apart, and in "total"); scoring is not timed.
+prior unless ``--within-prior`` (then by rejection, as sbi's); the fraction of them inside the
+prior box is recorded either way (``prior_acceptance``). Wall time is training only (our compile time apart, and in "total"); scoring is not timed.
 
 Scores, at ``--observations`` observations drawn from the prior predictive (fixed key; not
 sbibm's ten files, which are not installed here), averaged over them, then mean ± std over
@@ -61,7 +63,7 @@ from adasym_jax.presets import sbi as sbi_preset  # noqa: E402
 from adasym_jax.runner import steps_per_epoch, validation_split  # noqa: E402
 from adasym_jax.sbi.c2st import c2st_mlp, c2st_paper  # noqa: E402
 from adasym_jax.sbi.run import train_sbi  # noqa: E402
-from adasym_jax.sbi.tasks import TASKS, get_task, simulate_dataset  # noqa: E402
+from adasym_jax.sbi.tasks import TASKS, get_task, in_prior, simulate_dataset  # noqa: E402
 
 NPE = {"batch_size": 200, "lr": 5e-4, "validation_fraction": 0.1, "patience": 20}
 #: TrainConfig fields per --optimizer: sbi's train() (torch Adam defaults, clip_max_norm 5) or C.3's
@@ -96,6 +98,8 @@ def parse(argv=None):
     p.add_argument("--patience", type=int, default=NPE["patience"],
                    help="epochs without a better validation NLL before a run stops (sbi's default 20), for every method of the row; "
                         "a value other than 20 enters the row's key and label")
+    p.add_argument("--within-prior", action="store_true",
+                   help="reject our posterior samples outside the prior box before C2ST, as sbi does its own (enters the row's key and label)")
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes scoring C2ST (not timed)")
     p.add_argument("--tiny", action="store_true", help="N = 600, 2 seeds, 2 observations, 500 samples, patience 2")
     p.add_argument("--name", default="sbi_npe", help="results file stem")
@@ -212,7 +216,7 @@ def ours(task, method: str, beta, u, obs, refs, test, args) -> dict:
     row = {
         "contender": f"ours {method} ({args.seeds} seeds vmapped; optimizer {args.optimizer}, β {args.standardize}, flow {args.flow}"
                      + "".join(f", {o}" for o in args.overrides) + (f", fixed length {cap} steps, last state" if args.patience is None else "")
-                     + patience_label(args) + ")",
+                     + patience_label(args) + (", samples rejected outside the prior" if args.within_prior else "") + ")",
         "method": method,
         "train_seconds": train_s,
         "compile_seconds": r.compile_seconds,
@@ -236,7 +240,14 @@ def ours(task, method: str, beta, u, obs, refs, test, args) -> dict:
           f"test NLL {pm(test_nll)}", flush=True)
     if not args.no_c2st:
         key = jax.random.PRNGKey(7)
-        samples = np.stack([r.sample_posterior(jax.random.fold_in(key, j), args.num_samples, o) for j, o in enumerate(obs_z)], axis=1)
+        if args.within_prior:  # rejection: each observation's acceptance is the fraction inside the box
+            drawn = [r.sample_posterior_in_prior(task, jax.random.fold_in(key, j), args.num_samples, o) for j, o in enumerate(obs_z)]
+            samples, inside = np.stack([d[0] for d in drawn], axis=1), np.stack([d[1] for d in drawn], axis=1)
+        else:
+            samples = np.stack([r.sample_posterior(jax.random.fold_in(key, j), args.num_samples, o) for j, o in enumerate(obs_z)], axis=1)
+            inside = np.asarray(in_prior(task, samples), np.float64).mean(axis=-1)  # (S, J + 1)
+        row["prior_acceptance"] = inside[:, :-1].mean(axis=1).tolist()  # mean over the prior-predictive observations
+        row["prior_acceptance_u0"] = inside[:, -1].tolist()
         row.update(score(samples, refs, args.jobs))
     return row
 
@@ -293,7 +304,8 @@ def row_key(task: str, n: int, method: str, args) -> dict:
             "cap_steps": None if method == "sbi" else (args.max_steps if method == "nf" else args.dual_max_steps),
             **({"overrides": list(args.overrides)} if args.overrides and method != "sbi" else {}),
             **({"fixed_length": True} if args.fixed_length and method != "sbi" else {}),
-            **({"patience": custom_patience(args)} if custom_patience(args) else {})}
+            **({"patience": custom_patience(args)} if custom_patience(args) else {}),
+            **({"within_prior": True} if args.within_prior and method != "sbi" else {})}
 
 
 def custom_patience(args) -> int | None:
@@ -364,6 +376,8 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
         "Training to convergence by sbi's rule for all (10 % validation, patience 20 epochs unless the row names another, best parameters) "
         "but rows marked 'fixed length': those train exactly their cap with the same 10 % held out, and the last state is scored.",
         "Test NLL: −log p(β | u) in β's units on 10⁴ fresh simulations (sbi: its estimator's density, before the prior-box rejection).",
+        "In prior: the fraction of our p_θ's samples inside the prior box, mean over the observations (rows stored before this column show –); "
+        "sbi always rejects its samples outside the box, ours only in rows marked 'samples rejected outside the prior'.",
         f"Ours: sbi's batch {NPE['batch_size']} and LR θ {NPE['lr']:g}; each row names our optimizer (npe: Adam (0.9, 0.999), "
         "gradient norm clipped at 5; paper: C.3's Adam (0, 0.9)), β's handling (zscore as sbi; auto: only outside the splines' range) "
         "and flow (d4: D.4's 4 × 8 bins, 64-64, bound 5; npe: sbi's sizes 5 × 10, 50-50, bound 3 on our autoregressive flow; "
@@ -374,14 +388,14 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
         lines.append(f"Bar (issue 13): sbi 0.27's NPE on the SBI benchmark scores {ref[0]} / {ref[1]} / {ref[2]} at N = 10³ / 10⁴ / 10⁵; ours must be within 0.02.")
     lines += [
         "",
-        f"| N | contender | training s | compile s | total s | epochs (per seed) | test NLL | C2ST MLP ({args.observations} obs) | C2ST paper ({args.observations} obs) | C2ST MLP at u₀ | C2ST paper at u₀ | commit |",
-        "| ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- | --- | --- |",
+        f"| N | contender | training s | compile s | total s | epochs (per seed) | test NLL | in prior | C2ST MLP ({args.observations} obs) | C2ST paper ({args.observations} obs) | C2ST MLP at u₀ | C2ST paper at u₀ | commit |",
+        "| ---: | --- | ---: | ---: | ---: | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in sorted(rows, key=lambda r: r["key"]["num_simulations"]):
         ep = ", ".join(f"{e:.0f}" for e in r["epochs"]) + (f" (cap {r['cap_steps']} steps reached)" if cap_reached(r) else "")
         lines.append(
             f"| {r['key']['num_simulations']} | {r['contender']} | {r['train_seconds']:.1f} | {r['compile_seconds']:.1f} | {r['total_seconds']:.1f} | {ep} "
-            f"| {cell(r, 'test_nll')} | {cell(r, 'c2st_mlp')} | {cell(r, 'c2st_paper')} | {cell(r, 'c2st_mlp_u0')} | {cell(r, 'c2st_paper_u0')} | `{r.get('commit', '–')}` |"
+            f"| {cell(r, 'test_nll')} | {cell(r, 'prior_acceptance')} | {cell(r, 'c2st_mlp')} | {cell(r, 'c2st_paper')} | {cell(r, 'c2st_mlp_u0')} | {cell(r, 'c2st_paper_u0')} | `{r.get('commit', '–')}` |"
         )
     dual = any(r.get("method") == "adasym" for r in rows)
     obs = meta.get("observations", args.observations)

@@ -141,3 +141,20 @@ def test_render_without_any_c2st_draws_no_figure_6(tmp_path):
     assert not (tmp_path / "nll_only_c2st.png").exists() and "Figure 6" not in (tmp_path / "nll_only.md").read_text()
     sbi_npe.write([dict(row, c2st_mlp=[0.7, 0.72])], args, tmp_path)  # one scored row: the figure and its line come back
     assert (tmp_path / "nll_only_c2st.png").exists() and "Figure 6" in (tmp_path / "nll_only.md").read_text()
+
+
+def test_within_prior_keeps_our_rows_apart_and_the_table_shows_the_fraction_inside(tmp_path):
+    plain, inside = sbi_npe.parse(["--out", str(tmp_path)]), sbi_npe.parse(["--within-prior", "--out", str(tmp_path), "--name", "ip"])
+    for method in ("adasym", "nf"):
+        assert "within_prior" not in sbi_npe.row_key("two_moons", 1000, method, plain)  # rows stored before the flag still match
+        assert sbi_npe.row_key("two_moons", 1000, method, inside)["within_prior"] is True
+    assert sbi_npe.row_key("two_moons", 1000, "sbi", inside) == sbi_npe.row_key("two_moons", 1000, "sbi", plain)  # sbi always rejects
+    row = {"contender": "ours nf", "method": "nf", "key": {"num_simulations": 1000}, "train_seconds": 1.0, "compile_seconds": 0.0,
+           "total_seconds": 1.0, "epochs": [30, 31], "test_nll": [1.2, 1.3], "prior_acceptance": [0.9, 0.7]}
+    old = dict(row, contender="older row")  # a row stored before the column: shows –
+    del old["prior_acceptance"]
+    sbi_npe.write([row, old], inside, tmp_path)
+    table = [ln for ln in (tmp_path / "ip.md").read_text().splitlines() if ln.startswith("| 1000 |")]
+    header = next(ln for ln in (tmp_path / "ip.md").read_text().splitlines() if ln.startswith("| N |"))
+    col = [c.strip() for c in header.split("|")].index("in prior")
+    assert [[c.strip() for c in ln.split("|")][col] for ln in table] == [sbi_npe.pm([0.9, 0.7]), "–"]

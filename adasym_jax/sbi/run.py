@@ -26,7 +26,7 @@ from adasym_jax.presets import SBI_RUN
 from adasym_jax.presets import sbi as sbi_preset
 from adasym_jax.runner import FitResult, Trainer, fit, seed_list, steps_per_epoch, validation_split
 from adasym_jax.sbi.c2st import c2st_mlp, c2st_paper
-from adasym_jax.sbi.tasks import SBITask, rejection_abc, simulate_dataset, validate_observation
+from adasym_jax.sbi.tasks import SBITask, in_prior, rejection_abc, simulate_dataset, validate_observation
 from adasym_jax.state import TrainState
 
 METHODS = ("adasym", "nf")
@@ -80,6 +80,16 @@ class SBIResult:
             raise ValueError(f"observation must have shape {self.observation.shape}, got {u.shape}")
         return posterior_samples(self.trainer, self.state, key, num, u, self.standardization())
 
+    def sample_posterior_in_prior(self, task: SBITask, key: jax.Array, num: int, observation=None, max_rounds: int = 100) -> tuple[np.ndarray, np.ndarray]:
+        """``num`` samples of p_θ(β | u) per seed inside ``task``'s uniform prior box, by rejection
+        as sbi's posterior samples, ``(S, num, param_dim)``, and each seed's acceptance rate ``(S,)``
+        (1 − the posterior mass p_θ leaks outside the prior). The first round draws with ``key``
+        itself, so with nothing outside the box this equals :meth:`sample_posterior`."""
+        u = self.observation if observation is None else np.asarray(observation, np.float32)
+        if u.shape != self.observation.shape:
+            raise ValueError(f"observation must have shape {self.observation.shape}, got {u.shape}")
+        return posterior_samples_in_prior(self.trainer, self.state, key, num, u, self.standardization(), task, max_rounds)
+
     def standardization(self) -> Optional[Standardization]:
         """The map from training coordinates back to β, or ``None`` if β was not standardized."""
         std = self.settings["standardization"]  # {"mean", "std"} ({"mean", "scale"} before issue 11)
@@ -91,6 +101,35 @@ def posterior_samples(trainer: Trainer, state: TrainState, key: jax.Array, num: 
     mapped back to β's units through ``standardization`` (``None``: β was not standardized)."""
     z = np.asarray(trainer.sample(state, key, num, jnp.asarray(observation, jnp.float32)[None, :]))
     return z if standardization is None else np.asarray(standardization.invert(z), np.float32)
+
+
+def posterior_samples_in_prior(
+    trainer: Trainer, state: TrainState, key: jax.Array, num: int, observation, standardization: Optional[Standardization], task: SBITask, max_rounds: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`posterior_samples` restricted to ``task``'s prior box by rejection: rounds of ``num``
+    draws (the first with ``key``, round r with ``fold_in(key, r)``) until every seed has ``num``
+    inside. Returns ``(S, num, d)`` and the acceptance rate per seed ``(S,)``; ``ValueError`` if a
+    seed has fewer than ``num`` inside after ``max_rounds`` rounds (acceptance below ~1/max_rounds)."""
+    if task.prior_low is None or task.prior_high is None:
+        raise ValueError(f"task {task.name!r} has no uniform prior box to restrict samples to")
+    kept: list[list[np.ndarray]] = []
+    inside = drawn = 0
+    for r in range(max_rounds):
+        z = posterior_samples(trainer, state, key if r == 0 else jax.random.fold_in(key, r), num, observation, standardization)
+        ok = np.asarray(in_prior(task, jnp.asarray(z)))  # (S, num)
+        if r == 0:
+            kept = [[] for _ in range(len(z))]
+            inside = np.zeros(len(z), np.int64)
+        for s in range(len(z)):
+            kept[s].append(z[s][ok[s]])
+        inside = inside + ok.sum(axis=1)
+        drawn += num
+        if np.all(inside >= num):
+            break
+    else:
+        raise ValueError(f"fewer than {num} of {drawn} posterior samples inside the prior box for seed(s) "
+                         f"{np.flatnonzero(inside < num).tolist()} (acceptance {np.round(inside / drawn, 4).tolist()})")
+    return np.stack([np.concatenate(k)[:num] for k in kept]), inside / drawn
 
 
 def reference_samples(task: SBITask, observation, key, kind: str = "exact", num: int = NUM_POSTERIOR_SAMPLES, tolerance: float = 0.05) -> np.ndarray:

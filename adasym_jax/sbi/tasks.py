@@ -252,10 +252,15 @@ def get_task(name: str) -> SBITask:
 
 def log_prior(task: SBITask, beta: Array) -> Array:
     """log density of a uniform prior box (−inf outside): ``(n, d) -> (n,)``."""
+    inside = in_prior(task, beta)  # raises for a task without a box
+    return jnp.where(inside, -math.log(float(np.prod(np.subtract(task.prior_high, task.prior_low)))), -jnp.inf)
+
+
+def in_prior(task: SBITask, beta: Array) -> Array:
+    """Whether each β lies in the task's uniform prior box: ``(..., d) -> (...)`` booleans."""
     if task.prior_low is None or task.prior_high is None:
         raise ValueError(f"task {task.name!r} has no uniform prior box")
-    vol = float(np.prod(np.subtract(task.prior_high, task.prior_low)))
-    return jnp.where(_in_box(beta, task.prior_low, task.prior_high), -math.log(vol), -jnp.inf)
+    return _in_box(beta, task.prior_low, task.prior_high)
 
 
 # -- user tasks and validation ------------------------------------------------------------
