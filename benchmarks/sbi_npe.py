@@ -376,7 +376,8 @@ def write(rows: list[dict], args, out: Path, meta: dict | None = None) -> None:
         "Training to convergence by sbi's rule for all (10 % validation, patience 20 epochs unless the row names another, best parameters) "
         "but rows marked 'fixed length': those train exactly their cap with the same 10 % held out, and the last state is scored.",
         "Test NLL: −log p(β | u) in β's units on 10⁴ fresh simulations (sbi: its estimator's density, before the prior-box rejection).",
-        "In prior: the fraction of our p_θ's samples inside the prior box, mean over the observations (rows stored before this column show –); "
+        "In prior: the fraction of our p_θ's samples inside the prior box, mean over the prior-predictive observations (u₀'s in the JSON; "
+        "our rows stored before this column and sbi's rows show –); "
         "sbi always rejects its samples outside the box, ours only in rows marked 'samples rejected outside the prior'.",
         f"Ours: sbi's batch {NPE['batch_size']} and LR θ {NPE['lr']:g}; each row names our optimizer (npe: Adam (0.9, 0.999), "
         "gradient norm clipped at 5; paper: C.3's Adam (0, 0.9)), β's handling (zscore as sbi; auto: only outside the splines' range) "

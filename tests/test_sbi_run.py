@@ -94,6 +94,17 @@ def test_sample_posterior_is_in_task_units_when_beta_is_standardized():
     assert z.std() < 2.0 < 3.0 < b.std()
     with pytest.raises(ValueError, match="observation must have shape"):
         r.sample_posterior(key, 5, observation=[0.0, 0.0, 0.0])
+    # the prior box is checked in β's units, not the standardized ones: a box of half-width 3
+    # holds ~15 % of these draws in β units and nearly all in standardized units
+    import dataclasses
+
+    from adasym_jax.sbi.tasks import in_prior
+
+    box = dataclasses.replace(task, prior_low=(-3.0, -3.0), prior_high=(3.0, 3.0))
+    inside, acc = r.sample_posterior_in_prior(box, key, 500)
+    assert np.all(np.abs(inside) <= 3.0)
+    np.testing.assert_allclose(acc, np.asarray(in_prior(box, b)).mean(axis=1), atol=0.05)
+    assert acc.max() < 0.5
 
 
 @pytest.mark.parametrize("standardize", ["auto", True])
@@ -211,3 +222,5 @@ def test_sample_posterior_in_prior_rejects_outside_the_box():
         r.sample_posterior_in_prior(far, key, 50, max_rounds=3)
     with pytest.raises(ValueError, match="no uniform prior box"):
         r.sample_posterior_in_prior(dataclasses.replace(task, prior_low=None), key, 50)
+    with pytest.raises(ValueError, match="at least 1"):
+        r.sample_posterior_in_prior(task, key, 50, max_rounds=0)

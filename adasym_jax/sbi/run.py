@@ -83,7 +83,7 @@ class SBIResult:
     def sample_posterior_in_prior(self, task: SBITask, key: jax.Array, num: int, observation=None, max_rounds: int = 100) -> tuple[np.ndarray, np.ndarray]:
         """``num`` samples of p_θ(β | u) per seed inside ``task``'s uniform prior box, by rejection
         as sbi's posterior samples, ``(S, num, param_dim)``, and each seed's acceptance rate ``(S,)``
-        (1 − the posterior mass p_θ leaks outside the prior). The first round draws with ``key``
+        (an estimate of 1 − the posterior mass p_θ leaks outside the prior). The first round draws with ``key``
         itself, so with nothing outside the box this equals :meth:`sample_posterior`."""
         u = self.observation if observation is None else np.asarray(observation, np.float32)
         if u.shape != self.observation.shape:
@@ -112,6 +112,8 @@ def posterior_samples_in_prior(
     seed has fewer than ``num`` inside after ``max_rounds`` rounds (acceptance below ~1/max_rounds)."""
     if task.prior_low is None or task.prior_high is None:
         raise ValueError(f"task {task.name!r} has no uniform prior box to restrict samples to")
+    if max_rounds < 1 or num < 1:
+        raise ValueError(f"num and max_rounds must be at least 1, got {num} and {max_rounds}")
     kept: list[list[np.ndarray]] = []
     inside = drawn = 0
     for r in range(max_rounds):
