@@ -75,20 +75,21 @@ class SBIResult:
         """``num`` samples of p_θ(β | u) per seed, ``(S, num, param_dim)``, in the task's units
         (β is standardized for training when it leaves the spline's range; ``trainer.sample``
         returns the standardized values, this maps them back). ``observation`` defaults to u₀."""
-        u = self.observation if observation is None else np.asarray(observation, np.float32)
-        if u.shape != self.observation.shape:
-            raise ValueError(f"observation must have shape {self.observation.shape}, got {u.shape}")
-        return posterior_samples(self.trainer, self.state, key, num, u, self.standardization())
+        return posterior_samples(self.trainer, self.state, key, num, self._condition(observation), self.standardization())
 
     def sample_posterior_in_prior(self, task: SBITask, key: jax.Array, num: int, observation=None, max_rounds: int = 100) -> tuple[np.ndarray, np.ndarray]:
         """``num`` samples of p_θ(β | u) per seed inside ``task``'s uniform prior box, by rejection
         as sbi's posterior samples, ``(S, num, param_dim)``, and each seed's acceptance rate ``(S,)``
         (an estimate of 1 − the posterior mass p_θ leaks outside the prior). The first round draws with ``key``
         itself, so with nothing outside the box this equals :meth:`sample_posterior`."""
+        return posterior_samples_in_prior(self.trainer, self.state, key, num, self._condition(observation), self.standardization(), task, max_rounds)
+
+    def _condition(self, observation) -> np.ndarray:
+        """``observation`` as float32 ``(k,)``, u₀ when ``None``; ``ValueError`` for another shape."""
         u = self.observation if observation is None else np.asarray(observation, np.float32)
         if u.shape != self.observation.shape:
             raise ValueError(f"observation must have shape {self.observation.shape}, got {u.shape}")
-        return posterior_samples_in_prior(self.trainer, self.state, key, num, u, self.standardization(), task, max_rounds)
+        return u
 
     def standardization(self) -> Optional[Standardization]:
         """The map from training coordinates back to β, or ``None`` if β was not standardized."""
