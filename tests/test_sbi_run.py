@@ -68,20 +68,25 @@ def test_bad_input_one_line_error(argv, msg, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def _tiny_nf(task_name: str, seeds: int):
+    """A task and a nearly untrained NF on it (2 steps of the TINY sizes): (task, SBIResult)."""
+    from adasym_jax.config import parse_override
+    from adasym_jax.sbi.run import sbi_config, train_sbi
+    from adasym_jax.sbi.tasks import get_task
+
+    task = get_task(task_name)
+    cfg = sbi_config(task, "nf")
+    for o in TINY:
+        cfg = parse_override(o, cfg)
+    return task, train_sbi(task, 300, "nf", seeds=seeds, steps=2, eval_every=2, config=cfg, mlp_c2st=False, num_posterior_samples=100)
+
+
 def test_sample_posterior_is_in_task_units_when_beta_is_standardized():
     # The wide prior U([-10, 10]²) leaves the spline's range, so β is standardized for
     # training; trainer.sample returns standardized draws, sample_posterior maps them back.
     import jax
 
-    from adasym_jax.config import parse_override
-    from adasym_jax.sbi.run import sbi_config, train_sbi
-    from adasym_jax.sbi.tasks import get_task
-
-    task = get_task("gaussian_mixture_wide")
-    cfg = sbi_config(task, "nf")
-    for o in TINY:
-        cfg = parse_override(o, cfg)
-    r = train_sbi(task, 300, "nf", seeds=1, steps=2, eval_every=2, config=cfg, mlp_c2st=False, num_posterior_samples=100)
+    task, r = _tiny_nf("gaussian_mixture_wide", seeds=1)
     std = r.settings["standardization"]
     assert std is not None
     key = jax.random.PRNGKey(3)
@@ -196,15 +201,9 @@ def test_sample_posterior_in_prior_rejects_outside_the_box():
 
     import jax
 
-    from adasym_jax.config import parse_override
-    from adasym_jax.sbi.run import sbi_config, train_sbi
-    from adasym_jax.sbi.tasks import get_task, in_prior
+    from adasym_jax.sbi.tasks import in_prior
 
-    task = get_task("two_moons")
-    cfg = sbi_config(task, "nf")
-    for o in TINY:
-        cfg = parse_override(o, cfg)
-    r = train_sbi(task, 300, "nf", seeds=2, steps=2, eval_every=2, config=cfg, mlp_c2st=False, num_posterior_samples=100)
+    task, r = _tiny_nf("two_moons", seeds=2)
     key = jax.random.PRNGKey(5)
     b, acc = r.sample_posterior_in_prior(task, key, 2000)
     assert b.shape == (2, 2000, 2) and acc.shape == (2,)
