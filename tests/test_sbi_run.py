@@ -223,3 +223,25 @@ def test_sample_posterior_in_prior_rejects_outside_the_box():
         r.sample_posterior_in_prior(dataclasses.replace(task, prior_low=None), key, 50)
     with pytest.raises(ValueError, match="at least 1"):
         r.sample_posterior_in_prior(task, key, 50, max_rounds=0)
+
+
+def test_posterior_samples_in_prior_counts_each_seed_apart():
+    # Two seeds with different mass outside [-1, 1]²: seed 0 all inside, seed 1 half (x uniform
+    # on [-1, 3]); pooled counting would give both 0.75. A stand-in trainer draws them, so the
+    # check is on the rejection's bookkeeping alone.
+    import jax
+    import jax.numpy as jnp
+
+    from adasym_jax.sbi.run import posterior_samples_in_prior
+    from adasym_jax.sbi.tasks import get_task
+
+    class TwoSeeds:
+        def sample(self, state, key, num, u):
+            a, b = jax.random.uniform(key, (2, num, 2))
+            return jnp.stack([a - 0.5, jnp.stack([4.0 * b[:, 0] - 1.0, 2.0 * b[:, 1] - 1.0], axis=1)])
+
+    task = get_task("two_moons")
+    b, acc = posterior_samples_in_prior(TwoSeeds(), None, jax.random.PRNGKey(0), 4000, np.zeros(2, np.float32), None, task)
+    assert b.shape == (2, 4000, 2) and np.all(np.abs(b) <= 1.0)
+    np.testing.assert_allclose(acc, [1.0, 0.5], atol=0.02)
+    np.testing.assert_array_equal(b[0], np.asarray(TwoSeeds().sample(None, jax.random.PRNGKey(0), 4000, None))[0])
