@@ -333,7 +333,17 @@ def compact_json(obj, indent: int = 2, _level: int = 0) -> str:
 
 
 def command_line() -> str:
-    return "python " + " ".join(sys.argv)
+    """The command as typed, with absolute paths inside the repository written relative to its root
+    (a run from another checkout records the same command)."""
+    root = Path(__file__).resolve().parents[1]
+    return "python " + " ".join(_repo_relative(a, root) for a in sys.argv)
+
+
+def _repo_relative(arg: str, root: Path) -> str:
+    path = Path(arg)
+    if path.is_absolute() and path.resolve().is_relative_to(root):
+        return str(path.resolve().relative_to(root))
+    return arg
 
 
 def oracle_nll(log_prob, test: np.ndarray) -> Optional[float]:

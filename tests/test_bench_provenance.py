@@ -123,3 +123,12 @@ def test_gmm40_report_only_settings_survive_an_early_stop_and_missing_groups(cap
     args = gmm40.parse(["--report-only"])
     gmm40.settings_from_json(args, {"dual_sgd": _curves(rng, members=4, evals=3)}, {"pw": {"settings": None}}, [])
     assert (args.steps, args.seeds) == (30, 4)
+
+
+def test_command_line_writes_paths_inside_the_repo_relative_to_its_root(monkeypatch, tmp_path):
+    # A run from another checkout (a frozen worktree) must record the same command, with no
+    # machine-specific path; paths outside the repository and plain values stay as typed.
+    root = Path(_bench2d.__file__).resolve().parents[1]
+    outside = str(tmp_path / "elsewhere")
+    monkeypatch.setattr(sys, "argv", ["benchmarks/sbi_npe.py", "--out", str(root / "benchmarks" / "results"), "--work", outside, "--seeds", "5"])
+    assert _bench2d.command_line() == f"python benchmarks/sbi_npe.py --out benchmarks/results --work {outside} --seeds 5"
