@@ -340,10 +340,8 @@ def command_line() -> str:
 
 
 def _repo_relative(arg: str, root: Path) -> str:
-    path = Path(arg)
-    if path.is_absolute() and path.resolve().is_relative_to(root):
-        return str(path.resolve().relative_to(root))
-    return arg
+    path = Path(arg).resolve() if Path(arg).is_absolute() else None
+    return str(path.relative_to(root)) if path is not None and path.is_relative_to(root) else arg
 
 
 def oracle_nll(log_prob, test: np.ndarray) -> Optional[float]:

@@ -154,7 +154,8 @@ def test_within_prior_keeps_our_rows_apart_and_the_table_shows_the_fraction_insi
     old = dict(row, contender="older row")  # a row stored before the column: shows –
     del old["prior_acceptance"]
     sbi_npe.write([row, old], inside, tmp_path)
-    table = [ln for ln in (tmp_path / "ip.md").read_text().splitlines() if ln.startswith("| 1000 |")]
-    header = next(ln for ln in (tmp_path / "ip.md").read_text().splitlines() if ln.startswith("| N |"))
+    lines = (tmp_path / "ip.md").read_text().splitlines()
+    table = [ln for ln in lines if ln.startswith("| 1000 |")]
+    header = next(ln for ln in lines if ln.startswith("| N |"))
     col = [c.strip() for c in header.split("|")].index("in prior")
     assert [[c.strip() for c in ln.split("|")][col] for ln in table] == [sbi_npe.pm([0.9, 0.7]), "–"]

@@ -115,24 +115,19 @@ def posterior_samples_in_prior(
         raise ValueError(f"task {task.name!r} has no uniform prior box to restrict samples to")
     if max_rounds < 1 or num < 1:
         raise ValueError(f"num and max_rounds must be at least 1, got {num} and {max_rounds}")
-    kept: list[list[np.ndarray]] = []
-    inside = drawn = 0
+    draws, masks, inside = [], [], 0
     for r in range(max_rounds):
         z = posterior_samples(trainer, state, key if r == 0 else jax.random.fold_in(key, r), num, observation, standardization)
-        ok = np.asarray(in_prior(task, jnp.asarray(z)))  # (S, num)
-        if r == 0:
-            kept = [[] for _ in range(len(z))]
-            inside = np.zeros(len(z), np.int64)
-        for s in range(len(z)):
-            kept[s].append(z[s][ok[s]])
-        inside = inside + ok.sum(axis=1)
-        drawn += num
+        draws.append(z)
+        masks.append(np.asarray(in_prior(task, z)))  # (S, num)
+        inside = inside + masks[-1].sum(axis=1)  # (S,)
         if np.all(inside >= num):
             break
     else:
-        raise ValueError(f"fewer than {num} of {drawn} posterior samples inside the prior box for seed(s) "
-                         f"{np.flatnonzero(inside < num).tolist()} (acceptance {np.round(inside / drawn, 4).tolist()})")
-    return np.stack([np.concatenate(k)[:num] for k in kept]), inside / drawn
+        raise ValueError(f"fewer than {num} of {num * max_rounds} posterior samples inside the prior box for seed(s) "
+                         f"{np.flatnonzero(inside < num).tolist()} (acceptance {np.round(inside / (num * max_rounds), 4).tolist()})")
+    z, ok = np.concatenate(draws, axis=1), np.concatenate(masks, axis=1)  # (S, rounds * num, d), (S, rounds * num)
+    return np.stack([z_s[ok_s][:num] for z_s, ok_s in zip(z, ok)]), inside / ok.shape[1]
 
 
 def reference_samples(task: SBITask, observation, key, kind: str = "exact", num: int = NUM_POSTERIOR_SAMPLES, tolerance: float = 0.05) -> np.ndarray:
